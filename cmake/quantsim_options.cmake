@@ -1,0 +1,18 @@
+# Per-target build settings: warnings, CPU tuning and sanitizers. Every quantsim target (library, tests,
+# benchmarks, CLI, examples) calls quantsim_configure_target() so that flags never leak to consumers.
+function(quantsim_configure_target target)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow=local -Wno-unknown-pragmas)
+    if(QUANTSIM_WERROR)
+      target_compile_options(${target} PRIVATE -Werror)
+    endif()
+    if(QUANTSIM_NATIVE)
+      target_compile_options(${target} PRIVATE -march=native)
+    endif()
+  endif()
+  if(QUANTSIM_SANITIZE)
+    string(REPLACE ";" "," _san "${QUANTSIM_SANITIZE}")
+    target_compile_options(${target} PRIVATE -fsanitize=${_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${_san})
+  endif()
+endfunction()
