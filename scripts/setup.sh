@@ -19,7 +19,7 @@ done
 packages=(build-essential cmake git pkg-config libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
           nlohmann-json3-dev libfmt-dev libonnx-dev libprotobuf-dev protobuf-compiler
           python3 python3-numpy python3-pil fonts-dejavu-core nodejs npm)
-[ "$want_torch" = 1 ] && packages+=(python3-torch python3-onnx)
+[ "$want_torch" = 1 ] && packages+=(python3-torch python3-torchvision python3-onnx)
 
 missing=()
 for p in "${packages[@]}"; do
