@@ -140,6 +140,23 @@ def cmd_fixtures(args):
     np.save(os.path.join(out, "det_u8.npy"), u8)
     c = FIXTURES["scene"]
     np.save(os.path.join(out, "scene_u8.npy"), textgen.render_scene(c["count"], c["seed"], c["source"]))
+    # Checksums of the model inputs the generator makes from these pixels, so the C++ tests can prove that their
+    # conversion is the generator's (sum and sum of squares in float64, and a few values by flat index).
+    cls = np.load(os.path.join(out, "cls_u8.npy")), np.load(os.path.join(out, "cls_width.npy"))
+    rec = np.load(os.path.join(out, "rec_u8.npy")), np.load(os.path.join(out, "rec_width.npy"))
+    inputs = {
+        "cls": textgen.line_to_input(*cls),
+        "rec": textgen.line_to_input(*rec),
+        "det": textgen.page_to_input(np.load(os.path.join(out, "det_u8.npy"))),
+        "scene": textgen.scene_to_input(np.load(os.path.join(out, "scene_u8.npy"))),
+    }
+    check = {}
+    for name, x in inputs.items():
+        flat = x.reshape(-1).astype(np.float64)
+        idx = sorted({0, flat.size - 1} | set(int(i) for i in np.random.default_rng(7).integers(0, flat.size, 6)))
+        check[name] = dict(shape=list(x.shape), sum=float(flat.sum()), sum_sq=float((flat * flat).sum()),
+                           values={str(i): float(x.reshape(-1)[i]) for i in idx})
+    write_json(os.path.join(out, "inputs_check.json"), check)
     total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
     print(f"fixtures written to {out} ({total / 1024:.0f} KiB)")
 
