@@ -1,0 +1,31 @@
+// File helpers shared by every writer and reader: atomic writes (a failure never leaves a half-written file or
+// destroys an existing one) and bounded whole-file reads.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quantsim {
+
+/// Writes `bytes` to `path` atomically: into a temporary file in the same folder, flushed to disk, then renamed
+/// over `path`. On any failure the temporary file is removed, an existing `path` is left intact, and io_error is
+/// thrown naming the path and the reason.
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes);
+void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+/// Streaming variant: `writer` writes the content into the stream (binary mode). If it throws, or the stream
+/// fails, nothing is replaced and the exception (or an io_error) propagates.
+void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& writer);
+
+/// Reads a whole file. Files larger than `max_bytes` are a resource_error; a missing or unreadable file an
+/// io_error naming the path.
+std::vector<std::byte> read_file_bytes(const std::filesystem::path& path, std::size_t max_bytes = std::size_t{1} << 34);
+std::string read_file_string(const std::filesystem::path& path, std::size_t max_bytes = std::size_t{1} << 34);
+
+}  // namespace quantsim
