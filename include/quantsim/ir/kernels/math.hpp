@@ -1,0 +1,67 @@
+// Branch-free float math for kernel loops. std::exp and friends do not vectorize without -ffast-math (errno), and
+// a scalar expf per element costs more than the memory traffic of a softmax; these inline versions vectorize with
+// the loop around them. Accuracy: exp within 2 ulp on [-87, 88], erf within 1.5e-7 absolute (tests check both
+// against std::).
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+
+namespace quantsim::detail {
+
+/// e^x for finite x; saturates to 0 below -87.3 and to ~3.4e38 above 88.7. NaN in gives NaN out.
+inline float fast_exp(float x) noexcept {
+    constexpr float log2e = 1.44269504088896341f;
+    constexpr float ln2_hi = 0.693359375f;
+    constexpr float ln2_lo = -2.12194440e-4f;
+    const bool nan = x != x;
+    const float in = x;
+    x = nan ? 0.0f : x;
+    x = x < -87.3365447f ? -87.3365447f : x;
+    x = x > 88.7228391f ? 88.7228391f : x;
+    const float n = std::floor(x * log2e + 0.5f);
+    const float r = x - n * ln2_hi - n * ln2_lo;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.0f;
+    // 2^n in two halves so that n = 128 (x near the top of the range) does not overflow the exponent field.
+    const std::int32_t ni = static_cast<std::int32_t>(n);
+    const std::int32_t h = ni >> 1;
+    const float s1 = std::bit_cast<float>((h + 127) << 23);
+    const float s2 = std::bit_cast<float>((ni - h + 127) << 23);
+    const float out = y * s1 * s2;
+    return nan ? in : out;
+}
+
+inline float fast_sigmoid(float x) noexcept { return 1.0f / (1.0f + fast_exp(-x)); }
+
+/// tanh via exp; near zero the odd Taylor series keeps the relative error small.
+inline float fast_tanh(float x) noexcept {
+    const float ax = std::fabs(x);
+    const float e = fast_exp(-2.0f * ax);
+    float t = (1.0f - e) / (1.0f + e);
+    const float x2 = x * x;
+    const float small = ax * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
+    t = ax < 0.0625f ? small : t;
+    return std::copysign(t, x);
+}
+
+/// erf with the Abramowitz-Stegun 7.1.26 rational approximation (|error| < 1.5e-7).
+inline float fast_erf(float x) noexcept {
+    const float ax = std::fabs(x);
+    const float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    const float y = 1.0f - p * t * fast_exp(-ax * ax);
+    return std::copysign(y, x);
+}
+
+}  // namespace quantsim::detail

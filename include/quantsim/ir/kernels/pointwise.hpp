@@ -1,0 +1,90 @@
+// A small elementwise program evaluated in L1-sized chunks: the executor fuses chains of elementwise nodes
+// (BatchNormalization affine, Add/Mul/Div by constants, Clip, HardSwish, x * HardSigmoid(x), residual Add, the SE
+// channel scale, ...) into one pass, either after a Conv/MatMul tile while it is still in cache or standalone.
+//
+// The output tensor is viewed as [P, Q]: P = product of the leading dims, Q = product of the trailing dims (for an
+// NCHW conv output P = N*C and Q = H*W). An operand is a scalar, a register, a row value (one value per p: a
+// per-channel constant or an [N, C, 1, 1] tensor), a column vector (one value per q) or a full tensor.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace quantsim {
+
+enum class pw_op : std::uint8_t {
+    // binary: dst = a (op) b
+    add, sub, mul, div, min, max, pow,
+    // unary on a (alpha/beta from the instruction)
+    copy, neg, abs, relu, clip, hard_sigmoid, hard_swish, sigmoid, tanh, exp, log, sqrt, reciprocal, erf,
+    leaky_relu, floor, ceil, gelu, softplus,
+};
+
+bool pw_is_binary(pw_op op) noexcept;
+const char* pw_name(pw_op op) noexcept;
+
+struct pw_operand {
+    enum class kind : std::uint8_t {
+        none,
+        output,     ///< the output buffer as it was before the program ran (the fused producer's result)
+        reg,        ///< a scratch register
+        scalar,     ///< `value`
+        const_row,  ///< program constant `index`, element p % period
+        const_col,  ///< program constant `index`, element q
+        input_full, ///< runtime input `index`, element p * Q + q
+        input_row,  ///< runtime input `index`, element p % period
+        input_col,  ///< runtime input `index`, element q
+    };
+    kind k = kind::none;
+    int index = 0;
+    float value = 0.0f;
+    std::int64_t period = 1;
+
+    static pw_operand output() { return {kind::output, 0, 0.0f, 1}; }
+    static pw_operand reg(int r) { return {kind::reg, r, 0.0f, 1}; }
+    static pw_operand scalar(float v) { return {kind::scalar, 0, v, 1}; }
+};
+
+struct pw_instr {
+    pw_op op = pw_op::copy;
+    int dst = -1;  ///< register, or -1 for the output (only the last instruction writes the output)
+    pw_operand a, b;
+    float alpha = 0.0f, beta = 0.0f;  ///< clip: [alpha, beta]; hard_sigmoid: alpha*x+beta; leaky_relu: alpha
+};
+
+/// An elementwise program. Registers are scratch rows; `constants` are owned per-channel / per-column vectors.
+class pw_program {
+public:
+    static constexpr int max_registers = 8;
+    static constexpr std::int64_t chunk = 256;  ///< elements per evaluation step (registers are this long)
+
+    std::vector<pw_instr> code;
+    std::vector<std::vector<float>> constants;
+    int num_registers = 0;
+
+    bool empty() const noexcept { return code.empty(); }
+    int add_constant(std::vector<float> values);
+
+    /// Evaluates the program on row p, columns [q0, q0 + len) of the [P, Q] view. `out` points at element
+    /// (p, q0) of the output; `inputs[i]` at element 0 of runtime input i.
+    void run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0, std::int64_t len,
+                 std::int64_t Q) const;
+
+    /// Evaluates the whole [P, Q] output, in parallel over kernel_threads().
+    void run(float* out, const float* const* inputs, std::int64_t P, std::int64_t Q) const;
+
+    /// Human-readable listing (profiling labels, debugging).
+    std::string describe() const;
+};
+
+/// dst[i] = op(a[i]) / op(a[i], b) on plain arrays: the building blocks the program and the unfused ops use.
+void pw_apply_unary(pw_op op, const float* a, float* dst, std::int64_t n, float alpha = 0.0f, float beta = 0.0f);
+/// b is an array (b_scalar ignored) when b != nullptr, else the scalar b_scalar. reversed: dst = b (op) a.
+void pw_apply_binary(pw_op op, const float* a, const float* b, float b_scalar, float* dst, std::int64_t n,
+                     bool reversed = false);
+
+/// Scalar reference of one op (the plain version tests compare against).
+float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta);
+
+}  // namespace quantsim

@@ -1,0 +1,293 @@
+#include <quantsim/ir/kernels/pointwise.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include <quantsim/core/error.hpp>
+#include <quantsim/ir/kernels/math.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
+
+namespace quantsim {
+
+bool pw_is_binary(pw_op op) noexcept {
+    switch (op) {
+        case pw_op::add:
+        case pw_op::sub:
+        case pw_op::mul:
+        case pw_op::div:
+        case pw_op::min:
+        case pw_op::max:
+        case pw_op::pow: return true;
+        default: return false;
+    }
+}
+
+const char* pw_name(pw_op op) noexcept {
+    switch (op) {
+        case pw_op::add: return "add";
+        case pw_op::sub: return "sub";
+        case pw_op::mul: return "mul";
+        case pw_op::div: return "div";
+        case pw_op::min: return "min";
+        case pw_op::max: return "max";
+        case pw_op::pow: return "pow";
+        case pw_op::copy: return "copy";
+        case pw_op::neg: return "neg";
+        case pw_op::abs: return "abs";
+        case pw_op::relu: return "relu";
+        case pw_op::clip: return "clip";
+        case pw_op::hard_sigmoid: return "hard_sigmoid";
+        case pw_op::hard_swish: return "hard_swish";
+        case pw_op::sigmoid: return "sigmoid";
+        case pw_op::tanh: return "tanh";
+        case pw_op::exp: return "exp";
+        case pw_op::log: return "log";
+        case pw_op::sqrt: return "sqrt";
+        case pw_op::reciprocal: return "reciprocal";
+        case pw_op::erf: return "erf";
+        case pw_op::leaky_relu: return "leaky_relu";
+        case pw_op::floor: return "floor";
+        case pw_op::ceil: return "ceil";
+        case pw_op::gelu: return "gelu";
+        case pw_op::softplus: return "softplus";
+    }
+    return "?";
+}
+
+float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta) {
+    switch (op) {
+        case pw_op::add: return a + b;
+        case pw_op::sub: return a - b;
+        case pw_op::mul: return a * b;
+        case pw_op::div: return a / b;
+        case pw_op::min: return std::fmin(a, b);
+        case pw_op::max: return std::fmax(a, b);
+        case pw_op::pow: return std::pow(a, b);
+        case pw_op::copy: return a;
+        case pw_op::neg: return -a;
+        case pw_op::abs: return std::fabs(a);
+        case pw_op::relu: return a > 0.0f ? a : 0.0f;
+        case pw_op::clip: return std::min(std::max(a, alpha), beta);
+        case pw_op::hard_sigmoid: return std::max(0.0f, std::min(1.0f, alpha * a + beta));
+        case pw_op::hard_swish: return a * std::max(0.0f, std::min(1.0f, a / 6.0f + 0.5f));
+        case pw_op::sigmoid: return 1.0f / (1.0f + std::exp(-a));
+        case pw_op::tanh: return std::tanh(a);
+        case pw_op::exp: return std::exp(a);
+        case pw_op::log: return std::log(a);
+        case pw_op::sqrt: return std::sqrt(a);
+        case pw_op::reciprocal: return 1.0f / a;
+        case pw_op::erf: return std::erf(a);
+        case pw_op::leaky_relu: return a >= 0.0f ? a : alpha * a;
+        case pw_op::floor: return std::floor(a);
+        case pw_op::ceil: return std::ceil(a);
+        case pw_op::gelu: return 0.5f * a * (1.0f + std::erf(a * 0.70710678118654752f));
+        case pw_op::softplus: return std::log1p(std::exp(a));
+    }
+    return a;
+}
+
+namespace {
+
+template <class F>
+QUANTSIM_ALWAYS_INLINE void map1(const float* QUANTSIM_RESTRICT a, float* QUANTSIM_RESTRICT d, std::int64_t n,
+                                 F f) {
+    for (std::int64_t i = 0; i < n; ++i) d[i] = f(a[i]);
+}
+// In-place variants (a == d) must not use restrict; keep separate loops.
+template <class F>
+QUANTSIM_ALWAYS_INLINE void map1_any(const float* a, float* d, std::int64_t n, F f) {
+    if (a != d)
+        map1(a, d, n, f);
+    else
+        for (std::int64_t i = 0; i < n; ++i) d[i] = f(d[i]);
+}
+
+template <class F>
+QUANTSIM_ALWAYS_INLINE void map2(const float* a, const float* b, float* d, std::int64_t n, F f) {
+    for (std::int64_t i = 0; i < n; ++i) d[i] = f(a[i], b[i]);
+}
+
+}  // namespace
+
+void pw_apply_unary(pw_op op, const float* a, float* d, std::int64_t n, float alpha, float beta) {
+    switch (op) {
+        case pw_op::copy:
+            if (a != d) std::copy(a, a + n, d);
+            return;
+        case pw_op::neg: return map1_any(a, d, n, [](float x) { return -x; });
+        case pw_op::abs: return map1_any(a, d, n, [](float x) { return std::fabs(x); });
+        case pw_op::relu: return map1_any(a, d, n, [](float x) { return x > 0.0f ? x : 0.0f; });
+        case pw_op::clip:
+            return map1_any(a, d, n, [alpha, beta](float x) {
+                x = x < alpha ? alpha : x;
+                return x > beta ? beta : x;
+            });
+        case pw_op::hard_sigmoid:
+            return map1_any(a, d, n, [alpha, beta](float x) {
+                float y = alpha * x + beta;
+                y = y < 0.0f ? 0.0f : y;
+                return y > 1.0f ? 1.0f : y;
+            });
+        case pw_op::hard_swish:
+            return map1_any(a, d, n, [](float x) {
+                float y = x * (1.0f / 6.0f) + 0.5f;
+                y = y < 0.0f ? 0.0f : y;
+                y = y > 1.0f ? 1.0f : y;
+                return x * y;
+            });
+        case pw_op::sigmoid: return map1_any(a, d, n, [](float x) { return detail::fast_sigmoid(x); });
+        case pw_op::tanh: return map1_any(a, d, n, [](float x) { return detail::fast_tanh(x); });
+        case pw_op::exp: return map1_any(a, d, n, [](float x) { return detail::fast_exp(x); });
+        case pw_op::log:
+            for (std::int64_t i = 0; i < n; ++i) d[i] = std::log(a[i]);
+            return;
+        case pw_op::sqrt: return map1_any(a, d, n, [](float x) { return std::sqrt(x); });
+        case pw_op::reciprocal: return map1_any(a, d, n, [](float x) { return 1.0f / x; });
+        case pw_op::erf: return map1_any(a, d, n, [](float x) { return detail::fast_erf(x); });
+        case pw_op::leaky_relu: return map1_any(a, d, n, [alpha](float x) { return x >= 0.0f ? x : alpha * x; });
+        case pw_op::floor: return map1_any(a, d, n, [](float x) { return std::floor(x); });
+        case pw_op::ceil: return map1_any(a, d, n, [](float x) { return std::ceil(x); });
+        case pw_op::gelu:
+            return map1_any(a, d, n, [](float x) {
+                return 0.5f * x * (1.0f + detail::fast_erf(x * 0.70710678118654752f));
+            });
+        case pw_op::softplus:
+            for (std::int64_t i = 0; i < n; ++i) d[i] = std::log1p(std::exp(a[i]));
+            return;
+        default: break;
+    }
+    // A binary op applied as unary has no meaning: copy through (callers never do this).
+    if (a != d) std::copy(a, a + n, d);
+}
+
+void pw_apply_binary(pw_op op, const float* a, const float* b, float s, float* d, std::int64_t n, bool rev) {
+    if (b) {
+        if (rev) std::swap(a, b);
+        switch (op) {
+            case pw_op::add: return map2(a, b, d, n, [](float x, float y) { return x + y; });
+            case pw_op::sub: return map2(a, b, d, n, [](float x, float y) { return x - y; });
+            case pw_op::mul: return map2(a, b, d, n, [](float x, float y) { return x * y; });
+            case pw_op::div: return map2(a, b, d, n, [](float x, float y) { return x / y; });
+            case pw_op::min: return map2(a, b, d, n, [](float x, float y) { return std::fmin(x, y); });
+            case pw_op::max: return map2(a, b, d, n, [](float x, float y) { return std::fmax(x, y); });
+            case pw_op::pow:
+                for (std::int64_t i = 0; i < n; ++i) d[i] = std::pow(a[i], b[i]);
+                return;
+            default: return pw_apply_unary(op, a, d, n);
+        }
+    }
+    switch (op) {
+        case pw_op::add: return map1_any(a, d, n, [s](float x) { return x + s; });
+        case pw_op::sub:
+            if (rev) return map1_any(a, d, n, [s](float x) { return s - x; });
+            return map1_any(a, d, n, [s](float x) { return x - s; });
+        case pw_op::mul: return map1_any(a, d, n, [s](float x) { return x * s; });
+        case pw_op::div:
+            if (rev) return map1_any(a, d, n, [s](float x) { return s / x; });
+            return map1_any(a, d, n, [s](float x) { return x / s; });
+        case pw_op::min: return map1_any(a, d, n, [s](float x) { return std::fmin(x, s); });
+        case pw_op::max: return map1_any(a, d, n, [s](float x) { return std::fmax(x, s); });
+        case pw_op::pow:
+            if (rev) {
+                for (std::int64_t i = 0; i < n; ++i) d[i] = std::pow(s, a[i]);
+                return;
+            }
+            if (s == 2.0f) return map1_any(a, d, n, [](float x) { return x * x; });
+            if (s == 1.0f) return map1_any(a, d, n, [](float x) { return x; });
+            if (s == 0.5f) return map1_any(a, d, n, [](float x) { return std::sqrt(x); });
+            if (s == 3.0f) return map1_any(a, d, n, [](float x) { return x * x * x; });
+            if (s == -1.0f) return map1_any(a, d, n, [](float x) { return 1.0f / x; });
+            for (std::int64_t i = 0; i < n; ++i) d[i] = std::pow(a[i], s);
+            return;
+        default: return pw_apply_unary(op, a, d, n);
+    }
+}
+
+int pw_program::add_constant(std::vector<float> values) {
+    constants.push_back(std::move(values));
+    return static_cast<int>(constants.size()) - 1;
+}
+
+namespace {
+
+struct resolved {
+    const float* ptr = nullptr;
+    float value = 0.0f;
+};
+
+QUANTSIM_ALWAYS_INLINE resolved resolve(const pw_operand& o, const pw_program& prog, const float* out,
+                                        const float* regs, const float* const* inputs, std::int64_t p,
+                                        std::int64_t q, std::int64_t Q) {
+    using K = pw_operand::kind;
+    switch (o.k) {
+        case K::output: return {out, 0.0f};
+        case K::reg: return {regs + o.index * pw_program::chunk, 0.0f};
+        case K::scalar: return {nullptr, o.value};
+        case K::const_row: return {nullptr, prog.constants[static_cast<std::size_t>(o.index)][static_cast<std::size_t>(p % o.period)]};
+        case K::const_col: return {prog.constants[static_cast<std::size_t>(o.index)].data() + q, 0.0f};
+        case K::input_full: return {inputs[o.index] + p * Q + q, 0.0f};
+        case K::input_row: return {nullptr, inputs[o.index][p % o.period]};
+        case K::input_col: return {inputs[o.index] + q, 0.0f};
+        case K::none: break;
+    }
+    return {nullptr, 0.0f};
+}
+
+}  // namespace
+
+void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
+                         std::int64_t len, std::int64_t Q) const {
+    alignas(64) float regs[max_registers * chunk];
+    for (std::int64_t off = 0; off < len; off += chunk) {
+        const std::int64_t n = std::min(chunk, len - off);
+        float* o = out + off;
+        const std::int64_t q = q0 + off;
+        for (const pw_instr& ins : code) {
+            float* dst = ins.dst < 0 ? o : regs + ins.dst * chunk;
+            const resolved a = resolve(ins.a, *this, o, regs, inputs, p, q, Q);
+            if (pw_is_binary(ins.op)) {
+                const resolved b = resolve(ins.b, *this, o, regs, inputs, p, q, Q);
+                if (a.ptr)
+                    pw_apply_binary(ins.op, a.ptr, b.ptr, b.value, dst, n, false);
+                else if (b.ptr)
+                    pw_apply_binary(ins.op, b.ptr, nullptr, a.value, dst, n, true);
+                else
+                    std::fill_n(dst, n, pw_eval_ref(ins.op, a.value, b.value, ins.alpha, ins.beta));
+            } else if (a.ptr) {
+                pw_apply_unary(ins.op, a.ptr, dst, n, ins.alpha, ins.beta);
+            } else {
+                float v = a.value;
+                pw_apply_unary(ins.op, &a.value, &v, 1, ins.alpha, ins.beta);
+                std::fill_n(dst, n, v);
+            }
+        }
+    }
+}
+
+void pw_program::run(float* out, const float* const* inputs, std::int64_t P, std::int64_t Q) const {
+    if (P <= 0 || Q <= 0) return;
+    // Split long rows so that few, long rows still spread over the threads.
+    const std::int64_t parts = Q >= 4 * chunk ? std::max<std::int64_t>(1, Q / (4 * chunk)) : 1;
+    const std::int64_t seg = (Q + parts - 1) / parts;
+    if (Q < 64 && P > 1) {
+        // Short rows: one task per block of rows keeps the per-row overhead off the critical path.
+        detail::parallel_range(P, 64, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t p = b; p < e; ++p) run_row(out + p * Q, inputs, p, 0, Q, Q);
+        });
+        return;
+    }
+    detail::parallel_for(P * parts, [&](std::int64_t t) {
+        const std::int64_t p = t / parts, s = t % parts;
+        const std::int64_t q0 = s * seg, q1 = std::min(Q, q0 + seg);
+        if (q0 < q1) run_row(out + p * Q + q0, inputs, p, q0, q1 - q0, Q);
+    });
+}
+
+std::string pw_program::describe() const {
+    std::ostringstream os;
+    for (std::size_t i = 0; i < code.size(); ++i) os << (i ? "," : "") << pw_name(code[i].op);
+    return os.str();
+}
+
+}  // namespace quantsim
