@@ -24,16 +24,36 @@ struct value_ref {
     value_ref(const char* n) : name(n ? n : "") {}           // NOLINT
     value_ref(std::string_view n) : name(n) {}               // NOLINT
     operator const std::string&() const noexcept { return name; }  // NOLINT
+    operator std::string_view() const noexcept { return name; }     // NOLINT
 };
 
 using attribute_map = std::map<std::string, attribute_value, std::less<>>;
 
-/// Options of one builder node.
+/// Options of one builder node. Converts from a string (the node name), and chains:
+/// b.node("Add", {a, c}, {}, node_options("add").outputs({"y"})).
 struct node_options {
     std::string name;        ///< node name; empty = "<op>_<k>"
     std::string domain;      ///< "" = default ONNX domain
     int num_outputs = 1;     ///< outputs to create
     std::vector<std::string> output_names;  ///< explicit output names (size must be num_outputs, or empty)
+
+    node_options() = default;
+    node_options(const char* node_name) : name(node_name ? node_name : "") {}  // NOLINT: implicit by design
+    node_options(std::string node_name) : name(std::move(node_name)) {}       // NOLINT
+    /// Names the outputs (and sets their number).
+    node_options& outputs(std::vector<std::string> names) {
+        num_outputs = static_cast<int>(names.size());
+        output_names = std::move(names);
+        return *this;
+    }
+    node_options& count(int n) {
+        num_outputs = n;
+        return *this;
+    }
+    node_options& in_domain(std::string d) {
+        domain = std::move(d);
+        return *this;
+    }
 };
 
 class graph_builder {
