@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <quantsim/core/error.hpp>
+#include <quantsim/io/file.hpp>
 
 namespace quantsim {
 namespace {
@@ -535,26 +536,7 @@ std::string write_encodings(const encodings_file& f, encodings_version v) {
 }
 
 void save_encodings(const encodings_file& f, const std::filesystem::path& path, encodings_version v) {
-    const std::string text = write_encodings(f, v);  // serialize first: a failure here leaves `path` untouched
-    // TODO(lead): switch to io/file.hpp's write_file_atomic once it lands.
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) QUANTSIM_THROW(io_error, "cannot create '", tmp.string(), "'");
-        out << text;
-        out.flush();
-        if (!out) {
-            std::error_code ec;
-            std::filesystem::remove(tmp, ec);
-            QUANTSIM_THROW(io_error, "cannot write '", tmp.string(), "'");
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        QUANTSIM_THROW(io_error, "cannot rename '", tmp.string(), "' to '", path.string(), "'");
-    }
+    write_file_atomic(path, write_encodings(f, v));  // serialize first: a failure leaves `path` untouched
 }
 
 encodings_file read_encodings(std::string_view text, std::string_view source) {
@@ -608,11 +590,8 @@ encodings_file read_encodings(std::string_view text, std::string_view source) {
 }
 
 encodings_file load_encodings(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) QUANTSIM_THROW(io_error, "cannot open encodings file '", path.string(), "'");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return read_encodings(ss.str(), path.string());
+    // Encodings files are small; a 1 GiB cap keeps a wrong path (a model, a device) from exhausting memory.
+    return read_encodings(read_file_string(path, std::size_t{1} << 30), path.string());
 }
 
 }  // namespace quantsim
