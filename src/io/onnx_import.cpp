@@ -452,7 +452,10 @@ private:
         std::string nearest_mode = "floor";
         if (auto it = g_.params.find(scales_input); it != g_.params.end() && it->second.type() == dtype::float32) {
             const auto s = it->second.span<float>();
-            if (!s.empty() && std::all_of(s.begin(), s.end(), [](float v) { return v < 1.0f; })) nearest_mode = "ceil";
+            // ONNX Runtime rounds up when shrinking and down when growing; one attribute must cover all axes.
+            const bool shrinks = std::any_of(s.begin(), s.end(), [](float v) { return v < 1.0f; });
+            const bool grows = std::any_of(s.begin(), s.end(), [](float v) { return v > 1.0f; });
+            if (shrinks && !grows) nearest_mode = "ceil";
         }
         n.op_type = "Resize";
         n.attrs.clear();

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <quantsim/core/error.hpp>
+
 namespace quantsim {
 
 /// Writes `bytes` to `path` atomically: into a temporary file in the same folder, flushed to disk, then renamed
