@@ -29,6 +29,8 @@
 
 #include <nlohmann/json.hpp>
 #include <quantsim/core/tensor.hpp>
+#include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/graph.hpp>
 #include "peer_npy.hpp"
 
 namespace quantsim::peer {
@@ -218,6 +220,16 @@ inline ort_result run_ort(const fs::path& model, const std::vector<std::pair<std
         res.outputs.push_back(load_npy(tmp / "first.npy"));
     }
     return res;
+}
+
+/// Runs a quantsim graph with ONNX Runtime: saves it with save_onnx (opset from `save`) to a temp file first. For
+/// QDQ models and exported rewrites of a model.
+inline ort_result run_ort_on_graph(const graph& g, const std::vector<std::pair<std::string, tensor>>& inputs,
+                                   const ort_options& opt = {}, const onnx_save_options& save = {}) {
+    temp_dir tmp;
+    const fs::path model = tmp / "model.onnx";
+    save_onnx(g, model, save);
+    return run_ort(model, inputs, opt);
 }
 
 /// Convenience: one input bound to the model's first input; returns the first output.
