@@ -163,6 +163,17 @@ conv2d_kernel::conv2d_kernel(const conv_geometry& g, const float* weight, const 
         detail::pack_a(false, mg, kdim_, weight + grp * mg * kdim_, kdim_, 1.0f, packed_.data() + grp * per);
 }
 
+void conv2d_kernel::set_padding(const std::array<std::int64_t, 2>& begin, const std::array<std::int64_t, 2>& end) {
+    g_.pad_begin = begin;
+    g_.pad_end = end;
+    // The packing of the two GEMM algorithms is the same: only the choice of B changes.
+    if (algo_ == conv_algo::pointwise_gemm && (begin[0] || begin[1] || end[0] || end[1]))
+        algo_ = conv_algo::im2col_gemm;
+    else if (algo_ == conv_algo::im2col_gemm && !(begin[0] || begin[1] || end[0] || end[1]) &&
+             g_.kernel[0] == 1 && g_.kernel[1] == 1 && g_.stride[0] == 1 && g_.stride[1] == 1)
+        algo_ = conv_algo::pointwise_gemm;
+}
+
 void conv2d_kernel::run(std::int64_t batch, std::int64_t h, std::int64_t w, const float* x, float* y,
                         const conv_epilogue& ep) const {
     const std::int64_t oh = g_.conv_out(0, h), ow = g_.conv_out(1, w);

@@ -224,10 +224,11 @@ QUANTSIM_ALWAYS_INLINE resolved resolve(const pw_operand& o, const pw_program& p
         case K::output: return {out, 0.0f};
         case K::reg: return {regs + o.index * pw_program::chunk, 0.0f};
         case K::scalar: return {nullptr, o.value};
-        case K::const_row: return {nullptr, prog.constants[static_cast<std::size_t>(o.index)][static_cast<std::size_t>(p % o.period)]};
+        case K::const_row:
+            return {nullptr, prog.constants[static_cast<std::size_t>(o.index)][static_cast<std::size_t>(o.period > 0 ? p % o.period : p)]};
         case K::const_col: return {prog.constants[static_cast<std::size_t>(o.index)].data() + q, 0.0f};
         case K::input_full: return {inputs[o.index] + p * Q + q, 0.0f};
-        case K::input_row: return {nullptr, inputs[o.index][p % o.period]};
+        case K::input_row: return {nullptr, inputs[o.index][o.period > 0 ? p % o.period : p]};
         case K::input_col: return {inputs[o.index] + q, 0.0f};
         case K::none: break;
     }

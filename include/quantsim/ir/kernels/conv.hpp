@@ -62,6 +62,8 @@ public:
 
     conv_algo algo() const noexcept { return algo_; }
     const conv_geometry& geometry() const noexcept { return g_; }
+    /// Changes the pads (auto_pad resolves them per input size); the packed weights stay.
+    void set_padding(const std::array<std::int64_t, 2>& begin, const std::array<std::int64_t, 2>& end);
     /// x [batch, C, h, w] -> y [batch, M, oh, ow] with oh/ow from geometry().conv_out.
     void run(std::int64_t batch, std::int64_t h, std::int64_t w, const float* x, float* y,
              const conv_epilogue& ep = {}) const;
@@ -84,6 +86,11 @@ class conv_transpose2d_kernel {
 public:
     /// weight [C, M/G, KH, KW]; bias [M] or nullptr.
     conv_transpose2d_kernel(const conv_geometry& g, const float* weight, const float* bias);
+    const conv_geometry& geometry() const noexcept { return g_; }
+    void set_padding(const std::array<std::int64_t, 2>& begin, const std::array<std::int64_t, 2>& end) {
+        g_.pad_begin = begin;
+        g_.pad_end = end;
+    }
     void run(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow, const float* x,
              float* y, const conv_epilogue& ep = {}) const;
 

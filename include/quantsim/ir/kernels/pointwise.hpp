@@ -30,10 +30,10 @@ struct pw_operand {
         output,     ///< the output buffer as it was before the program ran (the fused producer's result)
         reg,        ///< a scratch register
         scalar,     ///< `value`
-        const_row,  ///< program constant `index`, element p % period
+        const_row,  ///< program constant `index`, element p % period (p itself when period <= 0)
         const_col,  ///< program constant `index`, element q
         input_full, ///< runtime input `index`, element p * Q + q
-        input_row,  ///< runtime input `index`, element p % period
+        input_row,  ///< runtime input `index`, element p % period (p itself when period <= 0)
         input_col,  ///< runtime input `index`, element q
     };
     kind k = kind::none;
