@@ -1,0 +1,146 @@
+// The counting kernel of the exact histogram: bin index floor(x / 2^k), computed exactly, then counted.
+//
+// Exactness: for a float x and 2^-k a normal float, x * 2^-k is exact unless it underflows, and floor() of an
+// exact value is exact. Underflow only happens for |x| far below one bin width; the true index is then 0 for
+// x >= 0 and -1 for x < 0, which the kernel enforces (a negative x never gets an index above -1). Levels are
+// kept where 2^-k is a normal float and |x| / 2^k < 2^31 (histogram_level), so the index fits an int32.
+// The reference computes the same index in double, where it is exact for every float and every level used.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <quantsim/config.hpp>
+
+namespace quantsim::detail {
+
+/// Levels (log2 of the bin width) a histogram may use. Below -126 the scale 2^-k is no longer a float; such
+/// fine bins (1e-38) are never needed. 128 is the coarsest level any float range needs with 2 bins.
+constexpr int histogram_min_level = -126;
+constexpr int histogram_max_level = 128;
+/// Bins are never finer than 2^-31 of the largest magnitude seen, so indices fit an int32. At that resolution
+/// every distinct float value already has a bin of its own (floats carry 24 bits), so nothing is lost.
+constexpr int histogram_index_bits = 31;
+
+/// floor(x / 2^k), exact (double holds x * 2^-k exactly for every float x and level k in range).
+inline std::int64_t bin_index_ref(float x, int k) noexcept {
+    return static_cast<std::int64_t>(std::floor(std::ldexp(static_cast<double>(x), -k)));
+}
+
+/// The smallest level k >= the index-width floor for which [mn, mx] spans at most max_bins bins of width 2^k
+/// aligned at multiples of 2^k. Monotone in the range: a wider range never gets a finer level, which is what
+/// makes re-binning on growth exact. Preconditions: mn <= mx, both finite, max_bins >= 2.
+inline int histogram_level(float mn, float mx, std::size_t max_bins) noexcept {
+    const double a = std::max(std::fabs(static_cast<double>(mn)), std::fabs(static_cast<double>(mx)));
+    int e = histogram_min_level + histogram_index_bits;
+    if (a > 0) std::frexp(a, &e);  // a < 2^e
+    const int floor_level = std::max(e - histogram_index_bits, histogram_min_level);
+    const auto fits = [&](int k) {
+        return bin_index_ref(mx, k) - bin_index_ref(mn, k) + 1 <= static_cast<std::int64_t>(max_bins);
+    };
+    int k = floor_level;
+    const double width = static_cast<double>(mx) - static_cast<double>(mn);
+    if (width > 0) {
+        int w = 0;
+        std::frexp(width / static_cast<double>(max_bins), &w);
+        k = std::clamp(w - 2, floor_level, histogram_max_level);
+    }
+    while (k < histogram_max_level && !fits(k)) ++k;
+    while (k > floor_level && fits(k - 1)) --k;
+    return k;
+}
+
+/// Reference: counts[floor(x/2^k) - first] += 1 for x in x[0, n). Indices outside [0, nbins) are clamped (they
+/// cannot occur when the caller extended the histogram to the data's range first).
+inline void histogram_count_ref(const float* x, std::size_t n, int k, std::int64_t first, std::size_t nbins,
+                                std::uint64_t* counts) noexcept {
+    const std::int64_t last = static_cast<std::int64_t>(nbins) - 1;
+    for (std::size_t i = 0; i < n; ++i) counts[std::clamp(bin_index_ref(x[i], k) - first, std::int64_t{0}, last)]++;
+}
+
+/// Per-thread scratch for the sub-histograms (not part of any observer's state).
+inline std::vector<std::uint32_t>& histogram_scratch() {
+    thread_local std::vector<std::uint32_t> buf;
+    return buf;
+}
+
+/// Index of one value with the float fast path (k <= 126). Same result as bin_index_ref(x, k) - first.
+QUANTSIM_ALWAYS_INLINE std::int32_t bin_offset(float x, float scale, std::int32_t first, std::int32_t last) noexcept {
+    std::int32_t g = static_cast<std::int32_t>(std::floor(x * scale));
+    if (x < 0.0f && g > -1) g = -1;  // x * scale underflowed to -0
+    return std::clamp(g - first, std::int32_t{0}, last);
+}
+
+/// Counts x[0, n) into counts (bins [first, first + nbins) at level k). Same result as histogram_count_ref.
+inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
+                            std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts) {
+    if (k > 126 || k < histogram_min_level) {  // 2^-k would be a subnormal float: exact double path
+        histogram_count_ref(x, n, k, first, nbins, counts);
+        return;
+    }
+    const float scale = std::ldexp(1.0f, -k);
+    const auto first32 = static_cast<std::int32_t>(first);
+    const auto last32 = static_cast<std::int32_t>(nbins - 1);
+    constexpr std::size_t lanes = 4;  // independent sub-histograms hide store-to-load latency on repeated bins
+    if (n < 4 * nbins) {
+        for (std::size_t i = 0; i < n; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
+        return;
+    }
+    auto& scratch = histogram_scratch();
+    // Chunks keep every uint32 sub-count below 2^32.
+    constexpr std::size_t chunk = std::size_t{1} << 30;
+    for (std::size_t base = 0; base < n; base += chunk) {
+        const std::size_t m = std::min(chunk, n - base);
+        const float* QUANTSIM_RESTRICT xc = x + base;
+        scratch.assign(lanes * nbins, 0u);
+        std::uint32_t* QUANTSIM_RESTRICT h0 = scratch.data();
+        std::uint32_t* QUANTSIM_RESTRICT h1 = h0 + nbins;
+        std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + nbins;
+        std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + nbins;
+        std::size_t i = 0;
+#if defined(__AVX512F__)
+        const __m512 vs = _mm512_set1_ps(scale);
+        const __m512 zero = _mm512_setzero_ps();
+        const __m512i vfirst = _mm512_set1_epi32(first32), vlast = _mm512_set1_epi32(last32);
+        const __m512i vzero = _mm512_setzero_si512(), vm1 = _mm512_set1_epi32(-1);
+        alignas(64) std::int32_t idx[32];
+        for (; i + 32 <= m; i += 32) {
+            for (int h = 0; h < 2; ++h) {
+                const __m512 v = _mm512_loadu_ps(xc + i + 16 * h);
+                // Masked forms with an explicit source (GCC 12's unmasked ones trip -Wmaybe-uninitialized).
+                __m512i g = _mm512_mask_cvt_roundps_epi32(vzero, 0xFFFF, _mm512_mul_ps(v, vs),
+                                                          _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+                g = _mm512_mask_min_epi32(g, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), g, vm1);
+                g = _mm512_sub_epi32(g, vfirst);
+                g = _mm512_mask_max_epi32(g, 0xFFFF, g, vzero);
+                g = _mm512_mask_min_epi32(g, 0xFFFF, g, vlast);
+                _mm512_store_si512(reinterpret_cast<__m512i*>(idx + 16 * h), g);
+            }
+            for (int j = 0; j < 32; j += 4) {
+                h0[idx[j]]++;
+                h1[idx[j + 1]]++;
+                h2[idx[j + 2]]++;
+                h3[idx[j + 3]]++;
+            }
+        }
+#endif
+        for (; i + 4 <= m; i += 4) {
+            h0[bin_offset(xc[i], scale, first32, last32)]++;
+            h1[bin_offset(xc[i + 1], scale, first32, last32)]++;
+            h2[bin_offset(xc[i + 2], scale, first32, last32)]++;
+            h3[bin_offset(xc[i + 3], scale, first32, last32)]++;
+        }
+        for (; i < m; ++i) h0[bin_offset(xc[i], scale, first32, last32)]++;
+        for (std::size_t b = 0; b < nbins; ++b)
+            counts[b] += std::uint64_t{h0[b]} + std::uint64_t{h1[b]} + std::uint64_t{h2[b]} + std::uint64_t{h3[b]};
+    }
+}
+
+}  // namespace quantsim::detail

@@ -1,0 +1,145 @@
+// exact_histogram: a streaming histogram whose final state depends only on the multiset of values seen, never on
+// batching, order, or how the data was split before merging.
+//
+// Bins have width 2^k and sit at integer multiples of 2^k: value x falls in bin floor(x / 2^k), computed exactly.
+// The level k is the smallest one for which the observed [min, max] spans at most max_bins bins (never finer than
+// 2^-31 of the largest magnitude, so indices fit 32 bits; at that resolution every float has its own bin anyway).
+// When the range grows, k grows and bin j becomes bin floor(j / 2^dk): merging whole bins, which loses nothing
+// that the new level could represent. So the state is a function of the data: k = level(min, max), the first bin
+// is floor(min / 2^k), and each count is the number of values in its bin. Merging two histograms brings both to
+// the level of the union's range and adds the counts, which gives exactly that state again.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <quantsim/core/error.hpp>
+#include <quantsim/quant/observers/detail/histogram_kernel.hpp>
+#include <quantsim/quant/observers/detail/minmax_kernel.hpp>
+#include <quantsim/quant/observers/observer.hpp>
+
+namespace quantsim {
+
+class exact_histogram {
+public:
+    static constexpr std::size_t default_bins = 2048;
+    static constexpr std::size_t max_allowed_bins = std::size_t{1} << 24;
+
+    /// At most max_bins bins (>= 2; memory is 8 bytes per bin).
+    explicit exact_histogram(std::size_t max_bins = default_bins) : max_bins_(max_bins) {
+        if (max_bins < 2 || max_bins > max_allowed_bins)
+            QUANTSIM_THROW(invalid_argument, "histogram: bins = ", max_bins, " is outside [2, ", max_allowed_bins,
+                           "]");
+    }
+
+    std::size_t max_bins() const noexcept { return max_bins_; }
+    bool empty() const noexcept { return total_ == 0; }
+    /// Number of values counted.
+    std::uint64_t total() const noexcept { return total_; }
+    /// Smallest and largest value counted (+inf / -inf when empty).
+    float min() const noexcept { return min_; }
+    float max() const noexcept { return max_; }
+    /// log2 of the bin width.
+    int level() const noexcept { return level_; }
+    double bin_width() const noexcept { return std::ldexp(1.0, level_); }
+    /// Global index of counts()[0]: it covers [first_bin() * bin_width(), (first_bin() + 1) * bin_width()).
+    std::int64_t first_bin() const noexcept { return first_; }
+    std::size_t num_bins() const noexcept { return counts_.size(); }
+    std::span<const std::uint64_t> counts() const noexcept { return counts_; }
+    /// Lower edge of bin i (of counts()).
+    double bin_lower(std::size_t i) const noexcept {
+        return std::ldexp(static_cast<double>(first_ + static_cast<std::int64_t>(i)), level_);
+    }
+
+    /// Counts x. Throws numeric_error naming the first NaN/Inf (`who` starts the message); the histogram is then
+    /// unchanged.
+    void add(std::span<const float> x, std::string_view who = "histogram", const shape_t* shape = nullptr) {
+        if (x.empty()) return;
+        detail::minmax_pair r;
+        if (!detail::scan_minmax(x.data(), x.size(), r)) detail::throw_non_finite(who, x.data(), x.size(), shape);
+        extend(r.min, r.max);
+        count_in_range(x.data(), x.size());
+    }
+
+    /// Widens the covered range to include [mn, mx], re-binning exactly. Preconditions: finite, mn <= mx.
+    void extend(float mn, float mx) {
+        const float nmin = std::min(min_, mn), nmax = std::max(max_, mx);
+        if (!counts_.empty() && nmin >= min_ && nmax <= max_) return;
+        const int k = std::max(detail::histogram_level(nmin, nmax, max_bins_), counts_.empty() ? -1000 : level_);
+        rebase(k, detail::bin_index_ref(nmin, k), detail::bin_index_ref(nmax, k));
+        min_ = nmin;
+        max_ = nmax;
+    }
+
+    /// Counts values that are known to be finite and inside [min(), max()] (after extend()).
+    void count_in_range(const float* x, std::size_t n) {
+        detail::histogram_count(x, n, level_, first_, counts_.size(), counts_.data());
+        total_ += n;
+    }
+
+    /// Adds another histogram's values. Throws invalid_argument if the bin limits differ.
+    void merge(const exact_histogram& o) {
+        if (o.max_bins_ != max_bins_)
+            QUANTSIM_THROW(invalid_argument, "histogram merge: bin limits differ (", max_bins_, " vs ", o.max_bins_,
+                           ")");
+        if (o.empty()) return;
+        if (empty()) {
+            *this = o;
+            return;
+        }
+        extend(o.min_, o.max_);
+        // o's level is at most ours now (levels are monotone in the range), so its bins nest in ours.
+        const int shift = std::min(level_ - o.level_, 63);
+        for (std::size_t j = 0; j < o.counts_.size(); ++j) {
+            if (!o.counts_[j]) continue;
+            const std::int64_t g = (o.first_ + static_cast<std::int64_t>(j)) >> shift;
+            counts_[static_cast<std::size_t>(g - first_)] += o.counts_[j];
+        }
+        total_ += o.total_;
+    }
+
+    void reset() noexcept {
+        total_ = 0;
+        min_ = std::numeric_limits<float>::infinity();
+        max_ = -std::numeric_limits<float>::infinity();
+        level_ = 0;
+        first_ = 0;
+        counts_.clear();
+    }
+
+    /// Same configuration and same counted values (bins, level, counts, range).
+    bool operator==(const exact_histogram& o) const noexcept {
+        return max_bins_ == o.max_bins_ && total_ == o.total_ && counts_ == o.counts_ &&
+               (empty() || (min_ == o.min_ && max_ == o.max_ && level_ == o.level_ && first_ == o.first_));
+    }
+
+private:
+    // Moves the counts to level k covering global bins [first, last] (k >= level_, the new range contains the old).
+    void rebase(int k, std::int64_t first, std::int64_t last) {
+        std::vector<std::uint64_t> c(static_cast<std::size_t>(last - first + 1), 0);
+        if (!counts_.empty()) {
+            const int shift = std::min(k - level_, 63);
+            for (std::size_t j = 0; j < counts_.size(); ++j)
+                if (counts_[j]) c[static_cast<std::size_t>(((first_ + static_cast<std::int64_t>(j)) >> shift) - first)] += counts_[j];
+        }
+        counts_ = std::move(c);
+        level_ = k;
+        first_ = first;
+    }
+
+    std::size_t max_bins_;
+    std::uint64_t total_ = 0;
+    float min_ = std::numeric_limits<float>::infinity();
+    float max_ = -std::numeric_limits<float>::infinity();
+    int level_ = 0;
+    std::int64_t first_ = 0;
+    std::vector<std::uint64_t> counts_;
+};
+
+}  // namespace quantsim

@@ -1,0 +1,154 @@
+// exact_histogram: the state depends only on the multiset of values (batching, order and merge splits do not
+// matter), re-binning on growth keeps every value, bad input is rejected with the right error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <quantsim/quant/observers.hpp>
+
+#include "observer_test_util.hpp"
+
+namespace {
+
+using namespace quantsim;
+
+exact_histogram histogram_of(const std::vector<float>& x, std::size_t bins = 2048) {
+    exact_histogram h(bins);
+    h.add(x);
+    return h;
+}
+
+// Splits x into random batches (random sizes, optionally shuffled) and adds them one by one.
+exact_histogram batched(std::vector<float> x, std::uint32_t seed, bool shuffle, std::size_t bins = 2048) {
+    std::mt19937 rng(seed);
+    if (shuffle) std::shuffle(x.begin(), x.end(), rng);
+    exact_histogram h(bins);
+    std::size_t i = 0;
+    while (i < x.size()) {
+        const std::size_t n = std::min<std::size_t>(x.size() - i, 1 + rng() % 5000);
+        h.add(std::span<const float>(x.data() + i, n));
+        i += n;
+    }
+    return h;
+}
+
+// Data whose range keeps growing (so the histogram re-bins many times).
+std::vector<float> growing(std::size_t n, std::uint32_t seed) {
+    auto x = qtest::normal(n, seed);
+    for (std::size_t i = 0; i < n; ++i) x[i] *= 1.0f + static_cast<float>(i) / 300.0f;
+    return x;
+}
+
+TEST(ExactHistogram, CountsEveryValueAndCoversTheRange) {
+    const auto x = qtest::normal(10000, qtest::default_seed);
+    const auto h = histogram_of(x);
+    EXPECT_EQ(h.total(), x.size());
+    EXPECT_EQ(std::accumulate(h.counts().begin(), h.counts().end(), std::uint64_t{0}), x.size());
+    EXPECT_LE(h.num_bins(), h.max_bins());
+    EXPECT_EQ(h.min(), *std::min_element(x.begin(), x.end()));
+    EXPECT_EQ(h.max(), *std::max_element(x.begin(), x.end()));
+    EXPECT_LE(h.bin_lower(0), h.min());
+    EXPECT_GT(h.bin_lower(h.num_bins()), h.max());
+    // Each count is exactly the number of values in its bin.
+    std::vector<std::uint64_t> expect(h.num_bins(), 0);
+    for (float v : x) expect[static_cast<std::size_t>(std::floor(v / h.bin_width()) - h.first_bin())]++;
+    EXPECT_EQ(std::vector<std::uint64_t>(h.counts().begin(), h.counts().end()), expect);
+}
+
+TEST(ExactHistogram, IndependentOfBatchingAndOrder) {
+    for (std::uint32_t seed : {1u, 2u, 3u}) {
+        SCOPED_TRACE(qtest::seed_trace(seed));
+        const auto x = growing(40000, seed);
+        const auto whole = histogram_of(x);
+        EXPECT_EQ(batched(x, seed, false), whole);
+        EXPECT_EQ(batched(x, seed + 100, true), whole);
+        auto r = x;
+        std::reverse(r.begin(), r.end());
+        EXPECT_EQ(batched(r, seed + 200, false), whole);
+    }
+}
+
+TEST(ExactHistogram, MergeOfAnySplitEqualsWhole) {
+    for (std::uint32_t seed : {4u, 5u, 6u}) {
+        SCOPED_TRACE(qtest::seed_trace(seed));
+        const auto x = growing(30000, seed);
+        const auto whole = histogram_of(x, 512);
+        std::mt19937 rng(seed);
+        for (int trial = 0; trial < 5; ++trial) {
+            // Random split into up to 4 parts, merged in random order and tree shapes.
+            std::vector<std::vector<float>> parts(1 + rng() % 4);
+            for (float v : x) parts[rng() % parts.size()].push_back(v);
+            std::vector<exact_histogram> hs;
+            for (auto& p : parts) hs.push_back(batched(p, seed + trial, true, 512));
+            std::shuffle(hs.begin(), hs.end(), rng);
+            while (hs.size() > 1) {
+                const std::size_t i = rng() % (hs.size() - 1);
+                hs[i].merge(hs[i + 1]);
+                hs.erase(hs.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+            }
+            EXPECT_EQ(hs[0], whole) << "trial " << trial;
+        }
+    }
+}
+
+TEST(ExactHistogram, MergeWithEmptyAndSelfCopies) {
+    const auto x = qtest::normal(1000, 7);
+    const auto whole = histogram_of(x);
+    exact_histogram e;
+    e.merge(whole);
+    EXPECT_EQ(e, whole);
+    auto w = whole;
+    w.merge(exact_histogram{});
+    EXPECT_EQ(w, whole);
+    w.reset();
+    EXPECT_TRUE(w.empty());
+    EXPECT_EQ(w, exact_histogram{});
+}
+
+TEST(ExactHistogram, ExtremeRanges) {
+    const float fmax = std::numeric_limits<float>::max();
+    for (const std::vector<float>& x :
+         {std::vector<float>{-fmax, fmax, 0.0f, 1.0f}, std::vector<float>{1e-45f, -1e-45f, 0.0f},
+          std::vector<float>(100, 3.25f), std::vector<float>{1000.0f, 1000.0001f, 1000.0002f},
+          std::vector<float>{-0.0f, 0.0f}}) {
+        for (std::size_t bins : {2u, 7u, 2048u}) {
+            const auto h = histogram_of(x, bins);
+            EXPECT_EQ(h.total(), x.size());
+            EXPECT_LE(h.num_bins(), bins);
+            auto r = x;
+            std::reverse(r.begin(), r.end());
+            exact_histogram g(bins);
+            for (float v : r) g.add(std::span<const float>(&v, 1));
+            EXPECT_EQ(g, h);
+        }
+    }
+    // Clustered data far from 0: every distinct float keeps its own bin (the index-width floor).
+    const auto h = histogram_of({1000.0f, 1000.0001f, 1000.0002f}, 2048);
+    EXPECT_EQ(std::count_if(h.counts().begin(), h.counts().end(), [](auto c) { return c > 0; }), 3);
+}
+
+TEST(ExactHistogram, RejectsBadInputAndKeepsState) {
+    EXPECT_THROW(exact_histogram(1), invalid_argument);
+    EXPECT_THROW(exact_histogram(0), invalid_argument);
+    auto x = qtest::normal(500, 8);
+    auto h = histogram_of(x);
+    const auto before = h;
+    x[321] = std::numeric_limits<float>::quiet_NaN();
+    try {
+        h.add(x, "test histogram");
+        FAIL() << "NaN accepted";
+    } catch (const numeric_error& e) {
+        EXPECT_NE(std::string(e.what()).find("element 321"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(h, before);
+    exact_histogram other(1024);
+    other.add(std::span<const float>(x.data(), 10));
+    EXPECT_THROW(h.merge(other), invalid_argument);
+}
+
+}  // namespace
