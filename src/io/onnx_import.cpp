@@ -557,6 +557,7 @@ void resolve_legacy_softmax(graph& g, const std::vector<std::pair<std::string, s
         shape_inference_options so;
         so.registry = registry;
         so.strict = false;
+        so.tolerate_errors = true;
         run_shape_inference(copy, so);
         for (const auto& [k, v] : copy.value_infos)
             if (v.shape_known) ranks[k] = v.shape.size();

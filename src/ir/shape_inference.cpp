@@ -417,7 +417,7 @@ shape_inference_result run_shape_inference(graph& g, const shape_inference_optio
         return nullptr;
     };
 
-    for (auto& n : g.nodes) {
+    auto infer_node = [&](const node& n) -> std::vector<value_info> {
         op_inputs_info in;
         std::vector<const shape_value*> svs;
         bool all_constant = !n.inputs.empty() && n.num_present_inputs() > 0;
@@ -522,6 +522,19 @@ shape_inference_result run_shape_inference(graph& g, const shape_inference_optio
             }
         }
 
+        return outs;
+    };
+
+    for (auto& n : g.nodes) {
+        std::vector<value_info> outs;
+        try {
+            outs = infer_node(n);
+        } catch (const error& e) {
+            if (!options.tolerate_errors) throw;
+            result.errors.push_back(e.what());
+            outs.assign(n.outputs.size(), value_info{});
+        }
+        if (outs.size() < n.outputs.size()) outs.resize(n.outputs.size());
         for (std::size_t k = 0; k < n.outputs.size(); ++k) {
             const std::string& name = n.outputs[k];
             if (name.empty()) continue;

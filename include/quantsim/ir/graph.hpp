@@ -59,6 +59,9 @@ struct shape_inference_options {
     std::int64_t max_folded_elements = std::int64_t{1} << 16;
     /// false: a node whose op has no schema gets unknown output shapes instead of an unsupported_error.
     bool strict = true;
+    /// true: an error while inferring one node (a shape mismatch, a failing kernel) leaves that node's outputs
+    /// unknown and is recorded in shape_inference_result::errors instead of being thrown (for diagnostics).
+    bool tolerate_errors = false;
 };
 
 /// Options of graph::summary().

@@ -52,6 +52,7 @@ struct shape_inference_result {
     std::map<std::string, tensor> constants;         ///< folded node outputs (parameters not repeated)
     std::map<std::string, shape_value> shape_values;  ///< partially known integer values (constants included)
     std::vector<std::string> unknown_ops;             ///< op types without a schema (non-strict mode only)
+    std::vector<std::string> errors;                  ///< per-node errors (tolerate_errors mode only)
 };
 
 /// Runs shape inference on `g` (fills g.value_infos and the shapes of g.outputs) and returns the tables above.

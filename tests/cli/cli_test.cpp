@@ -1,0 +1,237 @@
+// Runs the built `quantsim` executable (<build>/bin/quantsim, found next to this test's folder) on good and bad
+// inputs and checks exit codes, messages, and that it never dies by a signal.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <quantsim/io/file.hpp>
+#include <quantsim/io/npy.hpp>
+#include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/builder.hpp>
+#include <quantsim/ir/executor.hpp>
+
+namespace quantsim {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path cli_path() {
+    const fs::path self = fs::read_symlink("/proc/self/exe");
+    return self.parent_path().parent_path() / "bin" / "quantsim";
+}
+
+struct result {
+    int code = -1;      ///< exit code, or -1 when killed by a signal
+    int signal = 0;
+    std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+    std::string r = "'";
+    for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return r + "'";
+}
+
+class cli : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(fs::exists(cli_path())) << "the quantsim executable is not built: " << cli_path()
+                                            << " (build the quantsim_cli target)";
+        dir_ = fs::temp_directory_path() /
+               ("quantsim_cli_test_" + std::to_string(::getpid()) + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+    }
+    void TearDown() override { fs::remove_all(dir_); }
+
+    result run(const std::string& args) {
+        const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+        const std::string cmd = quote(cli_path().string()) + " " + args + " >" + quote(out.string()) + " 2>" + quote(err.string());
+        const int status = std::system(cmd.c_str());
+        result r;
+        if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
+        // /bin/sh reports a child killed by signal N as exit status 128 + N.
+        if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+        if (r.code > 128) r.signal = r.code - 128;
+        r.out = read_file_string(out);
+        r.err = read_file_string(err);
+        return r;
+    }
+    std::string path(const std::string& name) const { return quote((dir_ / name).string()); }
+
+    // x [N, 2, 4, 4] -> Conv 3x3 (pads 1) -> Relu -> y [N, 3, 4, 4]
+    graph small_model() {
+        graph_builder b("cli_model", 13);
+        auto x = b.input("x", {-1, 2, 4, 4});
+        tensor w = tensor::empty({3, 2, 3, 3});
+        for (std::int64_t i = 0; i < w.numel(); ++i) w.f32()[i] = 0.05f * static_cast<float>(i % 11) - 0.2f;
+        auto c = b.node("Conv", {x, b.param("w", w), b.param("b", tensor::from({0.1f, -0.1f, 0.0f}, {3}))},
+                        {{"pads", std::vector<std::int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<std::int64_t>{3, 3}}}, "conv");
+        b.output(b.node("Relu", {c}, {}, node_options("relu").outputs({"y"})));
+        return b.build();
+    }
+    fs::path save_small_model() {
+        const fs::path p = dir_ / "model.onnx";
+        save_onnx(small_model(), p);
+        return p;
+    }
+    static tensor sample_input(std::int64_t n) {
+        tensor x = tensor::empty({n, 2, 4, 4});
+        for (std::int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = std::sin(0.37f * static_cast<float>(i));
+        return x;
+    }
+
+    fs::path dir_;
+};
+
+TEST_F(cli, version_help_and_usage_errors) {
+    auto r = run("--version");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_EQ(r.out.rfind("quantsim ", 0), 0u) << r.out;
+    r = run("");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("usage: quantsim"), std::string::npos) << r.err;
+    r = run("--help");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("inspect"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("run"), std::string::npos) << r.out;
+    r = run("frobnicate");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("unknown command 'frobnicate'"), std::string::npos) << r.err;
+    for (const char* c : {"inspect", "run"}) {
+        r = run(std::string(c) + " --help");
+        EXPECT_EQ(r.code, 0) << c;
+        EXPECT_NE(r.out.find(std::string("usage: quantsim ") + c), std::string::npos) << r.out;
+        r = run(std::string("help ") + c);
+        EXPECT_EQ(r.code, 0) << c;
+    }
+    r = run("inspect");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("missing MODEL.onnx"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("usage: quantsim inspect"), std::string::npos) << r.err;
+    r = run("inspect a.onnx --bogus");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("unknown option '--bogus'"), std::string::npos) << r.err;
+    r = run("run m.onnx --output y.npy");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("missing --input"), std::string::npos) << r.err;
+    r = run("run m.onnx --input x.npy --output y.npy --batch 0");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--batch"), std::string::npos) << r.err;
+    r = run("run m.onnx --input x.npy --output y.npy --threads many");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("needs an integer"), std::string::npos) << r.err;
+    r = run("run m.onnx --input");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("needs a value"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, bad_inputs_exit_1_with_one_clear_message) {
+    auto r = run("inspect " + path("missing.onnx"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("quantsim: error: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("missing.onnx"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+    write_file_atomic(dir_ / "garbage.onnx", std::string_view("definitely not a protobuf \xff\xfe\x01"));
+    r = run("inspect " + path("garbage.onnx"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("garbage.onnx"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("not a valid ONNX model"), std::string::npos) << r.err;
+
+    const fs::path model = save_small_model();
+    save_npy(dir_ / "x.npy", sample_input(3));
+    write_file_atomic(dir_ / "bad.npy", std::string_view("\x93NUMPY\x01\x00\x05\x00{'de", 14));
+    r = run("run " + quote(model.string()) + " --input " + path("bad.npy") + " --output " + path("y.npy"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("bad.npy"), std::string::npos) << r.err;
+
+    save_npy(dir_ / "wrong.npy", tensor::zeros({3, 5, 4, 4}));
+    r = run("run " + quote(model.string()) + " --input " + path("wrong.npy") + " --output " + path("y.npy"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("does not fit model input 'x'"), std::string::npos) << r.err;
+
+    save_npy(dir_ / "ints.npy", tensor::zeros({3, 2, 4, 4}, dtype::int32));
+    r = run("run " + quote(model.string()) + " --input " + path("ints.npy") + " --output " + path("y.npy"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("int32"), std::string::npos) << r.err;
+
+    r = run("run " + quote(model.string()) + " --input nope=" + path("x.npy") + " --output " + path("y.npy"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("no input 'nope'"), std::string::npos) << r.err;
+
+    r = run("run " + quote(model.string()) + " --input " + path("x.npy") + " --output " + path("no/such/dir/y.npy"));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("y.npy"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "y.npy"));
+}
+
+TEST_F(cli, run_matches_the_executor_in_batches_and_accepts_float64) {
+    const fs::path model = save_small_model();
+    const tensor x = sample_input(7);
+    save_npy(dir_ / "x.npy", x);
+    auto r = run("run " + quote(model.string()) + " --input " + path("x.npy") + " --output " + path("y.npy") + " --batch 3 --threads 1");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("7 samples in 3 batches"), std::string::npos) << r.err;
+    const tensor y = load_npy(dir_ / "y.npy");
+    ASSERT_EQ(y.shape(), (shape_t{7, 3, 4, 4}));
+    executor ex(small_model());
+    const tensor expect = ex.run(std::vector<tensor>{x}).at(0);
+    ASSERT_EQ(expect.shape(), y.shape());
+    for (std::int64_t i = 0; i < y.numel(); ++i) EXPECT_NEAR(y.f32()[i], expect.f32()[i], 1e-5f) << i;
+
+    tensor x64 = tensor::empty(x.shape(), dtype::float64);
+    for (std::int64_t i = 0; i < x.numel(); ++i) x64.data<double>()[i] = x.f32()[i];
+    save_npy(dir_ / "x64.npy", x64);
+    r = run("run " + quote(model.string()) + " --input x=" + path("x64.npy") + " --output " + path("y64.npy") + " --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+    const tensor y64 = load_npy(dir_ / "y64.npy");
+    EXPECT_EQ(0, std::memcmp(y64.raw(), y.raw(), y.nbytes()));
+
+    r = run("inspect " + quote(model.string()));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("x: float32 [N, 2, 4, 4]"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("y: float32 [N, 3, 4, 4]"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("w: float32 [3, 2, 3, 3]"), std::string::npos) << r.out;
+    r = run("inspect " + quote(model.string()) + " --shape x=5,2,4,4 --no-params");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("y: float32 [5, 3, 4, 4]"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("w: float32"), std::string::npos) << r.out;
+    r = run("inspect " + quote(model.string()) + " --shape q=1");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("no input 'q'"), std::string::npos) << r.err;
+}
+
+TEST_F(cli, corrupted_models_never_kill_it) {
+    const fs::path model = save_small_model();
+    const std::string bytes = read_file_string(model);
+    save_npy(dir_ / "x.npy", sample_input(2));
+    const std::uint32_t seed = 77;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    for (int i = 0; i < 12; ++i) {
+        std::string b = bytes;
+        for (int f = 0; f < 3; ++f) b[rng() % b.size()] = static_cast<char>(rng());
+        write_file_atomic(dir_ / "fuzz.onnx", std::string_view(b));
+        for (const std::string& cmd : {"inspect " + path("fuzz.onnx"),
+                                      "run " + path("fuzz.onnx") + " --input " + path("x.npy") + " --output " + path("o.npy")}) {
+            const auto r = run(cmd);
+            EXPECT_EQ(r.signal, 0) << "iteration " << i << ": killed by signal " << r.signal << "\n" << r.err;
+            EXPECT_TRUE(r.code == 0 || r.code == 1) << "iteration " << i << " exit " << r.code << "\n" << r.err;
+            if (r.code == 1) {
+                EXPECT_NE(r.err.find("quantsim"), std::string::npos) << r.err;
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace quantsim
