@@ -72,6 +72,11 @@ def parse_quantsim_timing(text: str):
             for k in _RUN_KEYS:
                 if k in obj:
                     return float(obj[k])
+    # quantsim run's stderr line: "quantsim run: 2000 samples in 63 batches of up to 32, 1.234 s (...)"; its clock
+    # starts after the executor is built and stops after the output is written.
+    m = re.search(r"quantsim run: .*?, ([0-9.]+(?:e[-+]?\d+)?) s \(", text)
+    if m:
+        return float(m.group(1)) * 1000
     m = re.search(r"(?:run|inference|infer|execute)[a-z _]*[:=]\s*([0-9.]+)\s*ms", text, re.I)
     return float(m.group(1)) if m else None
 
