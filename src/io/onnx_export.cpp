@@ -135,8 +135,17 @@ onnx::ModelProto build_model(const graph& g, const onnx_save_options& options) {
     gp->set_name(g.name.empty() ? "graph" : g.name);
     for (const auto& v : g.inputs) value_info_to_proto(v, *gp->add_input());
     for (const auto& v : g.outputs) {
-        const value_info* known = g.info(v.name);
-        value_info out = known && known->shape_known && !g.is_param(v.name) ? *known : v;
+        // The output's own info carries the model's names for dims inference could not name; fall back to the
+        // intermediate's info only when the output has none.
+        value_info out = v;
+        if (!v.shape_known)
+            if (auto it = g.value_infos.find(v.name); it != g.value_infos.end() && it->second.shape_known) out = it->second;
+        if (const tensor* t = g.is_param(v.name) ? &g.params.at(v.name) : nullptr) {
+            out.type = t->type();
+            out.shape = t->shape();
+            out.dim_params.clear();
+            out.shape_known = true;
+        }
         out.name = v.name;
         value_info_to_proto(out, *gp->add_output());
     }

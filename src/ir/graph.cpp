@@ -99,6 +99,9 @@ const value_info* graph::info(std::string_view value) const {
     }
     for (const auto& v : inputs)
         if (v.name == value) return &v;
+    // A graph output's info is the intermediate's plus the model's own names for dims inference could not name.
+    for (const auto& v : outputs)
+        if (v.name == value && v.shape_known) return &v;
     if (auto it = value_infos.find(std::string(value)); it != value_infos.end()) return &it->second;
     for (const auto& v : outputs)
         if (v.name == value) return &v;

@@ -568,6 +568,7 @@ shape_inference_result run_shape_inference(graph& g, const shape_inference_optio
             }
         }
         v.name = o.name;
+        if (auto vi = g.value_infos.find(o.name); vi != g.value_infos.end()) vi->second = v;
         o = std::move(v);
     }
     return result;
