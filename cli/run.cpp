@@ -7,6 +7,8 @@
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
+#include <quantsim/sim/quantsim.hpp>
+#include <optional>
 
 #include "command.hpp"
 
@@ -16,7 +18,7 @@ using namespace quantsim;
 
 const char* const run_usage =
     "usage: quantsim run MODEL.onnx --input [NAME=]X.npy --output Y.npy [--batch N] [--threads N]\n"
-    "                    [--output-name NAME] [--quiet]\n"
+    "                    [--output-name NAME] [--encodings FILE.json] [--quiet]\n"
     "\n"
     "Runs the model on the samples in X.npy (split into batches along axis 0) and writes the model's first output\n"
     "(or --output-name) for all samples, concatenated along axis 0, as a float32 .npy file.\n"
@@ -29,6 +31,8 @@ const char* const run_usage =
     "  --batch N            samples per run (default: the model's fixed batch size, else 32)\n"
     "  --threads N          threads for the kernels (default: all cores)\n"
     "  --output-name NAME   write this model output (or intermediate value) instead of the first output\n"
+    "  --encodings FILE     run the simulated model: every tensor named in this AIMET encodings file (0.6.1,\n"
+    "                       1.0.0 or 2.0.0) is fake-quantized with its encoding\n"
     "  --quiet              no timing line on stderr\n"
     "  -h, --help           this text\n";
 
@@ -69,7 +73,7 @@ tensor to_float32(const tensor& t, const std::string& what) {
 }
 
 int run_run(const std::vector<std::string>& argv) {
-    cli::args a(argv, {"--input", "--output", "--batch", "--threads", "--output-name"}, {"--quiet"});
+    cli::args a(argv, {"--input", "--output", "--batch", "--threads", "--output-name", "--encodings"}, {"--quiet"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto inputs_spec = a.values("--input");
     if (inputs_spec.empty()) throw cli::usage_error("missing --input");
@@ -136,7 +140,17 @@ int run_run(const std::vector<std::string>& argv) {
     std::string fetch = a.value("--output-name").value_or(g.outputs.at(0).name);
     executor_options eo;
     eo.num_threads = static_cast<int>(threads);
-    executor ex(std::move(g), eo);
+    // With --encodings the executor is QuantSim's: weights fake-quantized, activations through hooks.
+    std::optional<quant_sim> sim;
+    std::optional<executor> plain;
+    if (const auto enc = a.value("--encodings")) {
+        quantsim_options so;
+        so.num_threads = static_cast<int>(threads);
+        sim.emplace(quant_sim::from_encodings(std::move(g), load_encodings(*enc), so));
+    } else {
+        plain.emplace(std::move(g), eo);
+    }
+    executor& ex = sim ? sim->sim_executor() : *plain;
 
     const auto t0 = std::chrono::steady_clock::now();
     tensor result;

@@ -308,7 +308,10 @@ void quant_sim::impl::build_executor() {
             auto& w = sim.params.at(q.name);
             w = fake_quant(w, *p, q.options);
         } else {
-            act.emplace(q.name, std::make_pair(std::move(*p), q.options));
+            // Hooks run inside the executor's step: use its thread count, never OpenMP's default team on top of it.
+            quant_options o = q.options;
+            if (o.num_threads == 0) o.num_threads = opts.num_threads > 0 ? opts.num_threads : default_num_threads();
+            act.emplace(q.name, std::make_pair(std::move(*p), o));
         }
     }
     executor_options eo;
