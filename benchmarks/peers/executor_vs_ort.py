@@ -7,7 +7,7 @@ process (os.wait4: the figure GNU `/usr/bin/time -v` prints as "Maximum resident
 also measures a baseline Node process that only loads onnxruntime and reports the difference. Each case runs
 --repeats times (median). Outputs of the two are compared as a sanity check (max |diff| / max |ORT|).
 
-  benchmarks/peers/executor_vs_ort.py BUILD_DIR [--data .data] [--repeats 3] [--json OUT.json] [--only cls,det,rec]
+  benchmarks/peers/executor_vs_ort.py [BUILD_DIR] [--data .data] [--repeats 3] [--json OUT.json] [--only cls,det,rec]
 
 Targets (ratio quantsim / ORT): classifier <= 1.5x, detector and recognizer <= 2x, detector peak RSS <= 2x.
 Exit status: 0 when every case ran (targets missed are reported, not errors), 1 when a case could not run.
@@ -99,13 +99,17 @@ def fmt(x, unit="", digits=3):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("build", help="build directory holding bin/quantsim")
+    p.add_argument("build", nargs="?", default=os.environ.get("QUANTSIM_BUILD_DIR"),
+                   help="build directory holding bin/quantsim (default: $QUANTSIM_BUILD_DIR, set by run_all.sh)")
     p.add_argument("--data", default=os.path.join(REPO, ".data"))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=int(os.environ.get("QUANTSIM_BENCH_REPEATS", "3")),
+                   help="runs per case (default 3, or $QUANTSIM_BENCH_REPEATS)")
     p.add_argument("--json", default=None)
     p.add_argument("--only", default=None, help="comma-separated case names: cls,det,rec")
     args = p.parse_args(argv)
 
+    if not args.build:
+        p.error("give the build directory (or set QUANTSIM_BUILD_DIR)")
     quantsim = os.path.join(args.build, "bin", "quantsim")
     problems = []
     if not os.path.exists(ORT_RUN) or not os.path.isdir(ASSETS):
@@ -118,10 +122,10 @@ def main(argv=None):
         return 1
 
     env = dict(os.environ)
-    # Neither side may use more threads than asked for: OpenMP would otherwise take every core.
-    base_wall, base_rss, base_out, _, base_rc = run_child(["node", ORT_RUN, "--baseline"])
+    _, _, base_out, _, base_rc = run_child(["node", ORT_RUN, "--baseline"])
     node_baseline_kb = json.loads(base_out.strip().splitlines()[-1])["peak_rss_kb"] if base_rc == 0 else None
 
+    load_before = os.getloadavg()
     only = set(args.only.split(",")) if args.only else None
     rows, failures = [], 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,6 +143,7 @@ def main(argv=None):
             q_cmd = [quantsim, "run", model, "--input", x, "--output", q_out, "--batch", str(b), "--threads", str(t)]
             o_cmd = ["node", ORT_RUN, "--model", model, "--input", x, "--output", o_out, "--batch", str(b),
                      "--threads", str(t)]
+            # --threads sets quantsim's team size; OMP_NUM_THREADS too, so no other OpenMP region can take more.
             q_env = dict(env, OMP_NUM_THREADS=str(t))
             r = dict(case=case["label"], name=case["name"], threads=t, batch=b, target=case["target"],
                      q_wall=[], q_rss=[], q_run=[], o_wall=[], o_rss=[], o_run=[], o_load=[], error=None)
@@ -169,7 +174,11 @@ def main(argv=None):
                 print(f"executor_vs_ort: {case['label']}, {t} thread(s): {r['error']}", file=sys.stderr)
             rows.append(r)
 
-    print(f"## Executor vs ONNX Runtime ({args.repeats} runs each, median; machine: {os.cpu_count()} cores)\n")
+    load_after = os.getloadavg()
+    print(f"## Executor vs ONNX Runtime ({args.repeats} runs each, median; machine: {os.cpu_count()} cores, "
+          f"1-min load average {load_before[0]:.1f} before and {load_after[0]:.1f} after)\n")
+    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1):
+        print("Note: the machine was busy with other work (load above its core count); times are noisy.\n")
     print("| case | threads | quantsim process s | ORT process s | ratio | quantsim inference s | ORT inference s "
           "| ratio | target | max rel diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -181,6 +190,7 @@ def main(argv=None):
         qi, oi = median(r["q_run"]), median(r["o_run"])
         ratio = qw / ow
         iratio = qi / oi if qi is not None else None
+        # The target applies to the inference part when quantsim reports it, else to the whole process.
         ok = "ok" if (iratio if iratio is not None else ratio) <= r["target"] else "MISSED"
         rd = r["rel_diff"]
         print(f"| {r['case']} | {r['threads']} | {fmt(qw)} | {fmt(ow)} | {fmt(ratio, 'x', 2)} | {fmt(qi)} | "
@@ -202,7 +212,8 @@ def main(argv=None):
               f"{fmt(q / onet if onet else None, 'x', 2)} | {verdict} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(rows=rows, node_baseline_kb=node_baseline_kb), f, indent=1)
+            json.dump(dict(rows=rows, node_baseline_kb=node_baseline_kb, load_before=load_before,
+                           load_after=load_after), f, indent=1)
     return 1 if failures else 0
 
 

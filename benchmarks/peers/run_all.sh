@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every peer comparison in benchmarks/peers/ (each *.py with /usr/bin/python3, each *.sh with bash; this
-# script excepted) with BUILD_DIR as first argument, prints their output, then a summary. `make bench-peers` calls it.
+# script excepted), prints their output, then a summary. `make bench-peers` calls it. The scripts get no arguments:
+# the build directory (absolute) is in the environment as QUANTSIM_BUILD_DIR, the repository as QUANTSIM_SOURCE_DIR.
 # One failing script is tolerated (reported, exit 0), so one broken peer does not hide the others; two or more fail
 # the run.
 #   benchmarks/peers/run_all.sh BUILD_DIR
@@ -13,6 +14,8 @@ if [ -z "$build" ]; then
 fi
 build="$(cd "$build" 2>/dev/null && pwd)" || { echo "run_all.sh: build directory '$1' does not exist" >&2; exit 2; }
 PY="${PY:-/usr/bin/python3}"
+export QUANTSIM_BUILD_DIR="$build"
+export QUANTSIM_SOURCE_DIR="$(cd "$here/../.." && pwd)"
 
 shopt -s nullglob
 scripts=()
@@ -32,8 +35,8 @@ for f in "${scripts[@]}"; do
   echo "=== $name ==="
   start=$(date +%s)
   case "$f" in
-    *.py) "$PY" "$f" "$build" ;;
-    *.sh) bash "$f" "$build" ;;
+    *.py) "$PY" "$f" </dev/null ;;
+    *.sh) bash "$f" </dev/null ;;
   esac
   rc=$?
   secs=$(( $(date +%s) - start ))
