@@ -93,7 +93,11 @@ bool unary_pw(const node& n, pw_op& op, float& alpha, float& beta) {
     else if (t == "Softplus") op = pw_op::softplus;
     else if (t == "Neg") op = pw_op::neg;
     else if (t == "Abs") op = pw_op::abs;
-    else if (t == "HardSwish") op = pw_op::hard_swish;
+    else if (t == "HardSwish") {
+        op = pw_op::hard_swish;
+        alpha = 1.0f / 6.0f;
+        beta = 0.5f;
+    }
     else if (t == "Gelu") {
         if (n.attr_string("approximate", "none") != "none") return false;
         op = pw_op::gelu;
@@ -477,7 +481,8 @@ struct executor::impl {
         if (!is_absorbable_op(n)) return false;
         group_state s = st;
         std::vector<vop> ops;
-        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+        const bool bn = n.op_type == "BatchNormalization";  // its parameters are handled below
+        for (std::size_t i = 0; i < (bn ? 1 : n.inputs.size()); ++i) {
             if (n.inputs[i].empty()) {
                 ops.push_back({});
                 continue;
@@ -595,6 +600,46 @@ struct executor::impl {
         return best;
     }
 
+    /// x * clip(x + 3, 0, 6) / 6 and x * HardSigmoid(x) become one hard_swish instruction (one pass instead of
+    /// four; exporters spell HardSwish these ways).
+    static void hard_swish_peephole(std::vector<vinstr>& code) {
+        auto uses = [&](const vop& v) {
+            int u = 0;
+            for (const auto& in : code) u += (in.a == v ? 1 : 0) + (in.b == v ? 1 : 0);
+            return u;
+        };
+        auto reg = [](int r) { return vop{vop::kind::vreg, r, 0.0f, 0}; };
+        auto is_scalar = [](const vop& v, float x) { return v.k == vop::kind::scalar && v.value == x; };
+        for (std::size_t i = 0; i < code.size(); ++i) {
+            // (b) t = hard_sigmoid(X); y = X * t
+            if (i + 1 < code.size() && code[i].op == pw_op::hard_sigmoid && code[i + 1].op == pw_op::mul) {
+                const vop x = code[i].a, t = reg(code[i].dst);
+                const vinstr& m = code[i + 1];
+                if (((m.a == x && m.b == t) || (m.a == t && m.b == x)) && uses(t) == 1) {
+                    vinstr hs{pw_op::hard_swish, m.dst, x, {}, code[i].alpha, code[i].beta};
+                    code[i] = hs;
+                    code.erase(code.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+                    continue;
+                }
+            }
+            // (a) t1 = X + 3; t2 = clip(t1, 0, 6); t3 = X * t2; y = t3 / 6
+            if (i + 3 < code.size() && code[i].op == pw_op::add && code[i + 1].op == pw_op::clip &&
+                code[i + 2].op == pw_op::mul && code[i + 3].op == pw_op::div) {
+                const vinstr &a = code[i], &c = code[i + 1], &m = code[i + 2], &d = code[i + 3];
+                const vop x = is_scalar(a.b, 3.0f) ? a.a : (is_scalar(a.a, 3.0f) ? a.b : vop{});
+                if (x.k == vop::kind::none || x.k == vop::kind::scalar) continue;
+                const vop t1 = reg(a.dst), t2 = reg(c.dst), t3 = reg(m.dst);
+                if (!(c.a == t1 && c.alpha == 0.0f && c.beta == 6.0f)) continue;
+                if (!((m.a == x && m.b == t2) || (m.a == t2 && m.b == x))) continue;
+                if (!(d.a == t3 && is_scalar(d.b, 6.0f))) continue;
+                if (uses(t1) != 1 || uses(t2) != 1 || uses(t3) != 1) continue;
+                vinstr hs{pw_op::hard_swish, d.dst, x, {}, 1.0f / 6.0f, 0.5f};
+                code[i] = hs;
+                code.erase(code.begin() + static_cast<std::ptrdiff_t>(i) + 1, code.begin() + static_cast<std::ptrdiff_t>(i) + 4);
+            }
+        }
+    }
+
     /// Turns virtual registers into physical ones and folds a leading affine / clamp into the producer.
     bool finalize(group_state& st, bool producer_root, bool fold_affine, std::int64_t channels, step& out) {
         std::vector<vinstr> code = st.code;
@@ -605,6 +650,7 @@ struct executor::impl {
             return u;
         };
         const vop outv{vop::kind::output, 0, 0.0f, 0};
+        hard_swish_peephole(code);
         std::vector<float> scale, shift;
         float lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
         if (producer_root) {

@@ -6,6 +6,14 @@
 #include <quantsim/ir/kernels/gemm.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace quantsim {
 
 // ---- reference ---------------------------------------------------------------------------------------------------
@@ -229,45 +237,147 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
     });
 }
 
+namespace {
+
+// Depthwise rows over a zero-padded plane: out[ox] = bias + sum_{ky,kx} w[ky,kx] * row_ky[ox*sw + kx*dw].
+// `rows[ky]` points at the padded input row for tap row ky; every read is in bounds (the padding absorbs the
+// borders), so the loops carry no checks.
+void dw_row_generic(const float* const* rows, const float* w, std::int64_t kh, std::int64_t kw, std::int64_t sw,
+                    std::int64_t dw, float bias, float lo, float hi, float* out, std::int64_t ow) {
+    for (std::int64_t ox = 0; ox < ow; ++ox) out[ox] = bias;
+    for (std::int64_t ky = 0; ky < kh; ++ky)
+        for (std::int64_t kx = 0; kx < kw; ++kx) {
+            const float wv = w[ky * kw + kx];
+            const float* QUANTSIM_RESTRICT src = rows[ky] + kx * dw;
+            float* QUANTSIM_RESTRICT dst = out;
+            if (sw == 1)
+                for (std::int64_t ox = 0; ox < ow; ++ox) dst[ox] += wv * src[ox];
+            else
+                for (std::int64_t ox = 0; ox < ow; ++ox) dst[ox] += wv * src[ox * sw];
+        }
+    clamp_row(out, ow, lo, hi);
+}
+
+#if defined(__AVX512F__)
+// 16 outputs per vector, NV vectors per step, two accumulators per vector (even / odd taps) so that the FMA
+// chains overlap.
+template <int K, int SW, int NV>
+QUANTSIM_ALWAYS_INLINE void dw_block_avx512(const float* const* rows, const float* w, std::int64_t dw, __m512 bias,
+                                            __m512 lo, __m512 hi, float* out, std::int64_t ox0, __mmask16 last) {
+    __m512 acc0[NV], acc1[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        acc0[v] = bias;
+        acc1[v] = _mm512_setzero_ps();
+    }
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+#pragma GCC unroll 5
+    for (int ky = 0; ky < K; ++ky) {
+        const float* row = rows[ky] + ox0 * SW;
+#pragma GCC unroll 5
+        for (int kx = 0; kx < K; ++kx) {
+            const __m512 wv = _mm512_set1_ps(w[ky * K + kx]);
+            const float* src = row + kx * dw;
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) {
+                const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+                __m512 x;
+                if constexpr (SW == 1) {
+                    x = _mm512_maskz_loadu_ps(m, src + 16 * v);
+                } else {
+                    // Lanes 0..15 of the result are elements 0, 2, ..., 30 of the 32 loaded.
+                    const __mmask16 ma = static_cast<__mmask16>(m == 0xFFFF ? 0xFFFF : ((1u << std::min(16, 2 * __builtin_popcount(m))) - 1u));
+                    const int rest = 2 * __builtin_popcount(m) - 16;
+                    const __mmask16 mb = static_cast<__mmask16>(rest <= 0 ? 0 : (rest >= 16 ? 0xFFFF : (1u << rest) - 1u));
+                    const __m512 a = _mm512_maskz_loadu_ps(ma, src + 32 * v);
+                    const __m512 b = _mm512_maskz_loadu_ps(mb, src + 32 * v + 16);
+                    x = _mm512_permutex2var_ps(a, even, b);
+                }
+                if ((ky * K + kx) % 2 == 0)
+                    acc0[v] = _mm512_fmadd_ps(wv, x, acc0[v]);
+                else
+                    acc1[v] = _mm512_fmadd_ps(wv, x, acc1[v]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+        const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+        const __m512 r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc0[v], acc1[v]), lo), hi);
+        _mm512_mask_storeu_ps(out + ox0 + 16 * v, m, r);
+    }
+}
+
+template <int K, int SW>
+void dw_row_avx512(const float* const* rows, const float* w, std::int64_t dw, float bias, float lo, float hi,
+                   float* out, std::int64_t ow) {
+    const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    std::int64_t ox = 0;
+    for (; ox + 64 <= ow; ox += 64) dw_block_avx512<K, SW, 4>(rows, w, dw, vb, vlo, vhi, out, ox, 0xFFFF);
+    for (; ox + 16 <= ow; ox += 16) dw_block_avx512<K, SW, 1>(rows, w, dw, vb, vlo, vhi, out, ox, 0xFFFF);
+    if (ox < ow)
+        dw_block_avx512<K, SW, 1>(rows, w, dw, vb, vlo, vhi, out, ox,
+                                  static_cast<__mmask16>((1u << (ow - ox)) - 1u));
+}
+#endif
+
+}  // namespace
+
 void conv2d_kernel::run_depthwise(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh,
                                   std::int64_t ow, const float* x, float* y, const conv_epilogue& ep) const {
     const std::int64_t C = g_.in_channels;
     const std::int64_t kh = g_.kernel[0], kw = g_.kernel[1];
     const std::int64_t sh = g_.stride[0], sw = g_.stride[1];
+    const std::int64_t dh = g_.dilation[0], dw = g_.dilation[1];
+    const std::int64_t pt = g_.pad_begin[0], pl = g_.pad_begin[1];
     const std::int64_t Q = oh * ow;
+    // Padded plane: rows the windows can reach, columns the windows can reach (+ slack for stride-2 pair loads).
+    const std::int64_t ph = (oh - 1) * sh + (kh - 1) * dh + 1;
+    const std::int64_t pw = (ow - 1) * sw + (kw - 1) * dw + 1;
+    const std::int64_t pstride = pw + 32;
+    void (*fast)(const float* const*, const float*, std::int64_t, float, float, float, float*, std::int64_t) = nullptr;
+#if defined(__AVX512F__)
+    if (kh == kw) {
+        if (kh == 3 && sw == 1) fast = dw_row_avx512<3, 1>;
+        else if (kh == 3 && sw == 2) fast = dw_row_avx512<3, 2>;
+        else if (kh == 5 && sw == 1) fast = dw_row_avx512<5, 1>;
+        else if (kh == 5 && sw == 2) fast = dw_row_avx512<5, 2>;
+    }
+#endif
     detail::parallel_for(batch * C, [&](std::int64_t t) {
         const std::int64_t c = t % C;
         const float* xp = x + t * h * w;
         float* yp = y + t * Q;
         const float* wt = packed_.data() + c * kh * kw;
         const float b = bias_[static_cast<std::size_t>(c)];
-        for (std::int64_t oy = 0; oy < oh; ++oy) {
-            float* yr = yp + oy * ow;
-            std::fill(yr, yr + ow, b);
-            for (std::int64_t ky = 0; ky < kh; ++ky) {
-                const std::int64_t iy = oy * sh - g_.pad_begin[0] + ky * g_.dilation[0];
-                if (iy < 0 || iy >= h) continue;
-                const float* xr = xp + iy * w;
-                for (std::int64_t kx = 0; kx < kw; ++kx) {
-                    const float wv = wt[ky * kw + kx];
-                    const std::int64_t off = kx * g_.dilation[1] - g_.pad_begin[1];
-                    std::int64_t lo, hi;
-                    valid_range(ow, w, sw, off, lo, hi);
-                    if (lo >= hi) continue;
-                    // src[i] is x[iy, lo*sw + off + i]; both offsets are inside the row.
-                    const float* QUANTSIM_RESTRICT src = xr + (lo * sw + off);
-                    float* QUANTSIM_RESTRICT dst = yr + lo;
-                    const std::int64_t cnt = hi - lo;
-                    if (sw == 1) {
-                        for (std::int64_t i = 0; i < cnt; ++i) dst[i] += wv * src[i];
-                    } else if (sw == 2) {
-                        for (std::int64_t i = 0; i < cnt; ++i) dst[i] += wv * src[2 * i];
-                    } else {
-                        for (std::int64_t i = 0; i < cnt; ++i) dst[i] += wv * src[i * sw];
-                    }
-                }
+        float* pad = detail::scratch(ph * pstride, 1);
+        // Zero-padded copy of the window's reach: rows iy = r - pt, columns ix = col - pl.
+        for (std::int64_t r = 0; r < ph; ++r) {
+            float* dst = pad + r * pstride;
+            const std::int64_t iy = r - pt;
+            if (iy < 0 || iy >= h) {
+                std::fill(dst, dst + pstride, 0.0f);
+                continue;
             }
-            clamp_row(yr, ow, ep.lo, ep.hi);
+            const std::int64_t a = std::min(pl, pw), e = std::clamp<std::int64_t>(w + pl, a, pw);
+            std::fill(dst, dst + a, 0.0f);
+            std::memcpy(dst + a, xp + iy * w + (a - pl), static_cast<std::size_t>(e - a) * sizeof(float));
+            std::fill(dst + e, dst + pstride, 0.0f);
+        }
+        const float* rows[16];
+        std::vector<const float*> rows_big;
+        const float** rp = rows;
+        if (kh > 16) {
+            rows_big.resize(static_cast<std::size_t>(kh));
+            rp = rows_big.data();
+        }
+        for (std::int64_t oy = 0; oy < oh; ++oy) {
+            for (std::int64_t ky = 0; ky < kh; ++ky) rp[ky] = pad + (oy * sh + ky * dh) * pstride;
+            float* yr = yp + oy * ow;
+            if (fast)
+                fast(rp, wt, dw, b, ep.lo, ep.hi, yr, ow);
+            else
+                dw_row_generic(rp, wt, kh, kw, sw, dw, b, ep.lo, ep.hi, yr, ow);
         }
         if (ep.program) ep.program->run_row(yp, ep.inputs, t, 0, Q, Q);
     });

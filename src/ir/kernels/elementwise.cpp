@@ -7,6 +7,10 @@
 
 #include <quantsim/ir/kernels/pointwise.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 shape_t broadcast_shapes(const shape_t& a, const shape_t& b, const std::string& what) {

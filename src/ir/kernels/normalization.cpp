@@ -5,6 +5,10 @@
 
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 void channel_affine(const float* x, float* y, std::int64_t n, std::int64_t c, std::int64_t inner, const float* s,

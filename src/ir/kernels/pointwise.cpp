@@ -8,6 +8,10 @@
 #include <quantsim/ir/kernels/math.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 bool pw_is_binary(pw_op op) noexcept {
@@ -70,7 +74,7 @@ float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta) {
         case pw_op::relu: return a > 0.0f ? a : 0.0f;
         case pw_op::clip: return std::min(std::max(a, alpha), beta);
         case pw_op::hard_sigmoid: return std::max(0.0f, std::min(1.0f, alpha * a + beta));
-        case pw_op::hard_swish: return a * std::max(0.0f, std::min(1.0f, a / 6.0f + 0.5f));
+        case pw_op::hard_swish: return a * std::max(0.0f, std::min(1.0f, alpha * a + beta));
         case pw_op::sigmoid: return 1.0f / (1.0f + std::exp(-a));
         case pw_op::tanh: return std::tanh(a);
         case pw_op::exp: return std::exp(a);
@@ -130,8 +134,8 @@ void pw_apply_unary(pw_op op, const float* a, float* d, std::int64_t n, float al
                 return y > 1.0f ? 1.0f : y;
             });
         case pw_op::hard_swish:
-            return map1_any(a, d, n, [](float x) {
-                float y = x * (1.0f / 6.0f) + 0.5f;
+            return map1_any(a, d, n, [alpha, beta](float x) {
+                float y = alpha * x + beta;
                 y = y < 0.0f ? 0.0f : y;
                 y = y > 1.0f ? 1.0f : y;
                 return x * y;

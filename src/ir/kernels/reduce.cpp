@@ -8,6 +8,10 @@
 #include <quantsim/ir/kernels/layout.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 namespace {

@@ -6,6 +6,10 @@
 
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 float resize_source_coord(const resize_params& p, int axis, std::int64_t o, std::int64_t in, std::int64_t out) {

@@ -8,14 +8,24 @@
 #include <quantsim/ir/kernels/math.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 namespace quantsim {
 
 namespace {
 // One contiguous row (inner == 1): max, exp and sum in vectorizable passes.
 void softmax_row(const float* QUANTSIM_RESTRICT x, float* QUANTSIM_RESTRICT y, std::int64_t n, bool log) {
+    // 16 partial maxima / sums so that the reductions vectorize without reassociation flags.
+    float pm[16];
+    for (float& v : pm) v = -std::numeric_limits<float>::infinity();
+    std::int64_t k0 = 0;
+    for (; k0 + 16 <= n; k0 += 16)
+        for (int j = 0; j < 16; ++j) pm[j] = x[k0 + j] > pm[j] ? x[k0 + j] : pm[j];
     float m = -std::numeric_limits<float>::infinity();
-    for (std::int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
-    // Eight partial sums so that the reduction vectorizes without reassociation flags.
+    for (; k0 < n; ++k0) m = x[k0] > m ? x[k0] : m;
+    for (float v : pm) m = v > m ? v : m;
     float part[16] = {};
     std::int64_t i = 0;
     for (; i + 16 <= n; i += 16)

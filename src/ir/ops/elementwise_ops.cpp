@@ -200,7 +200,7 @@ void register_elementwise_ops(op_registry& r) {
         {"Softplus", pw_op::softplus, nullptr, 0, nullptr, 0},
         {"Gelu", pw_op::gelu, nullptr, 0, nullptr, 0},
         {"HardSigmoid", pw_op::hard_sigmoid, "alpha", 0.2f, "beta", 0.5f},
-        {"HardSwish", pw_op::hard_swish, nullptr, 0, nullptr, 0},
+        {"HardSwish", pw_op::hard_swish, nullptr, 1.0f / 6.0f, nullptr, 0.5f},
         {"LeakyRelu", pw_op::leaky_relu, "alpha", 0.01f, nullptr, 0},
     };
     for (const auto& u : unaries) add_unary(r, u);

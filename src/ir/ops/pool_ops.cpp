@@ -86,23 +86,22 @@ void add_pool(op_registry& r, const char* name, bool is_max) {
         if (static_cast<int>(xd->size()) != a.spatial + 2)
             QUANTSIM_THROW(shape_error, n.describe(), ": input has rank ", xd->size(), ", expected ", a.spatial + 2);
         std::vector<sdim> out = *xd;
+        // Each spatial axis on its own: a symbolic width does not hide a known height.
         std::int64_t in2[2] = {1, 1};
-        bool known = true;
         for (int i = 0; i < a.spatial; ++i) {
             const sdim& d = (*xd)[static_cast<std::size_t>(2 + i)];
-            known = known && d.known();
-            in2[2 - a.spatial + i] = d.v;
+            in2[2 - a.spatial + i] = d.known() ? d.v : 1;
         }
-        if (known) {
-            const pool_geometry g = resolve(a, in2);
-            for (int i = 0; i < a.spatial; ++i) {
-                const std::int64_t o = g.out_size(2 - a.spatial + i, in2[2 - a.spatial + i]);
-                if (o <= 0) QUANTSIM_THROW(shape_error, n.describe(), ": input is smaller than the pooling window");
-                out[static_cast<std::size_t>(2 + i)] = {o, {}};
+        const pool_geometry g = resolve(a, in2);
+        for (int i = 0; i < a.spatial; ++i) {
+            const sdim& d = (*xd)[static_cast<std::size_t>(2 + i)];
+            if (!d.known()) {
+                out[static_cast<std::size_t>(2 + i)] = {};
+                continue;
             }
-        } else {
-            for (int i = 0; i < a.spatial; ++i)
-                if (!(*xd)[static_cast<std::size_t>(2 + i)].known()) out[static_cast<std::size_t>(2 + i)] = {};
+            const std::int64_t o = g.out_size(2 - a.spatial + i, d.v);
+            if (o <= 0) QUANTSIM_THROW(shape_error, n.describe(), ": input is smaller than the pooling window");
+            out[static_cast<std::size_t>(2 + i)] = {o, {}};
         }
         return std::vector<value_info>{make_info(dtype::float32, out)};
     };

@@ -50,7 +50,9 @@ struct pw_instr {
     pw_op op = pw_op::copy;
     int dst = -1;  ///< register, or -1 for the output (only the last instruction writes the output)
     pw_operand a, b;
-    float alpha = 0.0f, beta = 0.0f;  ///< clip: [alpha, beta]; hard_sigmoid: alpha*x+beta; leaky_relu: alpha
+    /// clip: [alpha, beta]; hard_sigmoid: clamp(alpha*x+beta, 0, 1); hard_swish: x * hard_sigmoid(x) (ONNX
+    /// HardSwish: alpha = 1/6, beta = 0.5); leaky_relu: alpha
+    float alpha = 0.0f, beta = 0.0f;
 };
 
 /// An elementwise program. Registers are scratch rows; `constants` are owned per-channel / per-column vectors.
