@@ -146,6 +146,22 @@ TEST(ExactHistogram, RejectsBadInputAndKeepsState) {
         EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
     }
     EXPECT_EQ(h, before);
+    // A large input is processed in chunks: a NaN in a late chunk must still leave the histogram unchanged.
+    auto big = qtest::normal(200000, 9, 0, 3);
+    for (std::size_t i = 150000; i < big.size(); ++i) big[i] *= 10;  // later chunks widen the range (re-binning)
+    big[190001] = std::numeric_limits<float>::infinity();
+    try {
+        h.add(big, "test histogram");
+        FAIL() << "Inf accepted";
+    } catch (const numeric_error& e) {
+        EXPECT_NE(std::string(e.what()).find("element 190001"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(h, before);
+    big[190001] = 0.0f;
+    auto chunked = h, one_by_one = h;
+    chunked.add(big);
+    for (std::size_t i = 0; i < big.size(); i += 1000) one_by_one.add(std::span<const float>(big.data() + i, 1000));
+    EXPECT_EQ(chunked, one_by_one);
     exact_histogram other(1024);
     other.add(std::span<const float>(x.data(), 10));
     EXPECT_THROW(h.merge(other), invalid_argument);

@@ -12,10 +12,10 @@
 //    i = nq .. all bins; clip magnitude t = i * bin width. nq = 2^(b-1) (128 for int8, TensorRT's choice), or
 //    2^b - 1 on an unsigned symmetric grid.
 //  - asymmetric grids: windows [l, r) that keep 0 inside, nq = 2^b - 1. Both edges are searched, snapped to
-//    non-empty bins (a window narrower than nq is widened evenly): a pass over at most 96 candidates per side,
-//    then every candidate around the best; O(96^2 * nq). AIMET's greedy rule (drop the edge bin holding fewer
-//    values) was not used: with empty tails it walks one edge into the bulk while the other side still holds
-//    empty bins, giving lopsided windows for symmetric data.
+//    non-empty bins (a window narrower than nq is widened evenly): a pass over at most 48 candidates per side,
+//    then every candidate around the best; O(48^2 * nq) plus the refinement. AIMET's greedy rule (drop the
+//    edge bin holding fewer values) was not used: with empty tails it walks one edge into the bulk while the
+//    other side still holds empty bins, giving lopsided windows for symmetric data.
 // Ties keep the wider window. Bit widths: nq follows the grid, so 2..16 bits all work; when the grid has at least
 // as many levels as the histogram has bins (>= 11-12 bits with 2048 bins) no window is considered and the
 // observed range is returned. (AIMET computes KL only for 8 bits and returns the full range otherwise.) The
@@ -151,7 +151,7 @@ public:
         // Windows [l, r) of view bins with l <= zero <= r (0 stays inside) and r - l >= nq. KL cannot tell where
         // empty bins sit in a window (a window of exactly nq bins reproduces its inside exactly wherever it is),
         // so windows are snapped to data: each edge is a non-empty bin (or 0), and a window narrower than nq is
-        // widened evenly on both sides. Edges are searched on a coarse pass over at most 96 candidates per
+        // widened evenly on both sides. Edges are searched on a coarse pass over at most 48 candidates per
         // side, then every candidate around the best. Near-ties (1e-9 relative) keep the wider window.
         const auto n = static_cast<std::int64_t>(v.size());
         const std::int64_t zero = -v0;  // view index of global bin 0 (the boundary at 0)
@@ -185,8 +185,8 @@ public:
             if (kl < best - tol || (kl <= best + tol && r - l > best_r - best_l))
                 best = std::min(best, kl), best_l = l, best_r = r, best_li = li, best_ri = ri;
         };
-        const std::size_t ls = std::max<std::size_t>(1, (lefts.size() + 95) / 96);
-        const std::size_t rs = std::max<std::size_t>(1, (rights.size() + 95) / 96);
+        const std::size_t ls = std::max<std::size_t>(1, (lefts.size() + 47) / 48);
+        const std::size_t rs = std::max<std::size_t>(1, (rights.size() + 47) / 48);
         consider(0, rights.size() - 1);
         for (std::size_t li = 0; li < lefts.size(); li += ls)
             for (std::size_t ri = rights.size(); ri-- > 0;)

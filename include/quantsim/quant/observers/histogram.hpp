@@ -61,10 +61,14 @@ public:
     /// unchanged.
     void add(std::span<const float> x, std::string_view who = "histogram", const shape_t* shape = nullptr) {
         if (x.empty()) return;
-        detail::minmax_pair r;
-        if (!detail::scan_minmax(x.data(), x.size(), r)) detail::throw_non_finite(who, x.data(), x.size(), shape);
-        extend(r.min, r.max);
-        count_in_range(x.data(), x.size());
+        if (x.size() <= fused_chunk || !(x.size() >= 4 * max_bins_)) {
+            detail::minmax_pair r;
+            if (!detail::scan_minmax(x.data(), x.size(), r)) detail::throw_non_finite(who, x.data(), x.size(), shape);
+            extend(r.min, r.max);
+            count_in_range(x.data(), x.size());
+            return;
+        }
+        add_fused(x, who, shape);
     }
 
     /// Widens the covered range to include [mn, mx], re-binning exactly. Preconditions: finite, mn <= mx.
@@ -119,7 +123,77 @@ public:
                (empty() || (min_ == o.min_ && max_ == o.max_ && level_ == o.level_ && first_ == o.first_));
     }
 
+    /// Per-value counting for callers that interleave many histograms (per-channel observers with the channel
+    /// axis innermost). Obtain after extend(); every value must be finite and inside [min(), max()]; call
+    /// exact_histogram::commit(n) after adding n values.
+    class value_counter {
+    public:
+        QUANTSIM_ALWAYS_INLINE void add(float x) noexcept {
+            if (exact_)
+                counts_[std::clamp(detail::bin_index_ref(x, level_) - first_, std::int64_t{0}, last_)]++;
+            else
+                counts_[detail::bin_offset(x, scale_, static_cast<std::int32_t>(first_),
+                                           static_cast<std::int32_t>(last_))]++;
+        }
+
+    private:
+        friend class exact_histogram;
+        std::uint64_t* counts_ = nullptr;
+        float scale_ = 1;
+        int level_ = 0;
+        bool exact_ = false;
+        std::int64_t first_ = 0, last_ = 0;
+    };
+    value_counter counter() noexcept {
+        value_counter c;
+        c.counts_ = counts_.data();
+        c.level_ = level_;
+        c.exact_ = level_ > 126;
+        c.scale_ = c.exact_ ? 1.0f : std::ldexp(1.0f, -level_);
+        c.first_ = first_;
+        c.last_ = static_cast<std::int64_t>(counts_.size()) - 1;
+        return c;
+    }
+    void commit(std::uint64_t n) noexcept { total_ += n; }
+
 private:
+    /// Large inputs are processed in cache-sized chunks (bounds, then counts, per chunk): one read from memory
+    /// instead of two. The result is the same: re-binning is exact whenever a chunk widens the range.
+    static constexpr std::size_t fused_chunk = std::size_t{1} << 14;
+
+    void add_fused(std::span<const float> x, std::string_view who, const shape_t* shape) {
+        const exact_histogram backup = *this;  // strong guarantee: a NaN in a later chunk undoes earlier ones
+        auto& sub = detail::histogram_scratch();
+        sub.assign(detail::histogram_lanes * max_bins_, 0u);
+        std::size_t pending = 0;
+        const auto flush = [&] {
+            detail::histogram_flush_sub(counts_.size(), max_bins_, sub.data(), counts_.data());
+            pending = 0;
+        };
+        for (std::size_t base = 0; base < x.size(); base += fused_chunk) {
+            const std::size_t m = std::min(fused_chunk, x.size() - base);
+            const float* p = x.data() + base;
+            detail::minmax_pair r;
+            if (!detail::scan_minmax(p, m, r)) {
+                *this = backup;
+                detail::throw_non_finite(who, x.data(), x.size(), shape);
+            }
+            if (counts_.empty() || r.min < min_ || r.max > max_) {
+                if (pending) flush();
+                extend(r.min, r.max);
+            }
+            if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
+                detail::histogram_count_ref(p, m, level_, first_, counts_.size(), counts_.data());
+            } else {
+                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), max_bins_, sub.data());
+                pending += m;
+                if (pending >= (std::size_t{1} << 31)) flush();
+            }
+        }
+        if (pending) flush();
+        total_ += x.size();
+    }
+
     // Moves the counts to level k covering global bins [first, last] (k >= level_, the new range contains the old).
     void rebase(int k, std::int64_t first, std::int64_t last) {
         std::vector<std::uint64_t> c(static_cast<std::size_t>(last - first + 1), 0);

@@ -121,9 +121,19 @@ public:
         if (hist_.empty()) hist_.assign(static_cast<std::size_t>(l.channels), exact_histogram(bins_));
         for (std::size_t c = 0; c < hist_.size(); ++c) hist_[c].extend(r[c].min, r[c].max);
         const float* p = x.data();
-        for (std::int64_t o = 0; o < l.outer; ++o)
-            for (std::int64_t c = 0; c < l.channels; ++c, p += l.inner)
-                hist_[static_cast<std::size_t>(c)].count_in_range(p, static_cast<std::size_t>(l.inner));
+        if (l.inner >= 16) {
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::int64_t c = 0; c < l.channels; ++c, p += l.inner)
+                    hist_[static_cast<std::size_t>(c)].count_in_range(p, static_cast<std::size_t>(l.inner));
+        } else {  // channel axis innermost (or nearly): per-value counting, channel by channel within a row
+            std::vector<exact_histogram::value_counter> counters;
+            counters.reserve(hist_.size());
+            for (auto& h : hist_) counters.push_back(h.counter());
+            for (std::int64_t o = 0; o < l.outer; ++o)
+                for (std::size_t c = 0; c < counters.size(); ++c)
+                    for (std::int64_t i = 0; i < l.inner; ++i) counters[c].add(*p++);
+            for (auto& h : hist_) h.commit(static_cast<std::uint64_t>(l.outer * l.inner));
+        }
         axis_.commit(shape, l.channels);
     }
 

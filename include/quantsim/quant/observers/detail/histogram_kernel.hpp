@@ -78,6 +78,66 @@ QUANTSIM_ALWAYS_INLINE std::int32_t bin_offset(float x, float scale, std::int32_
     return std::clamp(g - first, std::int32_t{0}, last);
 }
 
+/// Independent sub-histograms (uint32, `stride` apart) hide the store-to-load latency of repeated bins.
+constexpr std::size_t histogram_lanes = 4;
+
+/// Counts x[0, n) into the sub-histograms sub[lane * stride + bin] (bins [first, first + nbins) at level
+/// k <= 126). Each sub-count grows by at most ceil(n / 4): callers flush before 2^32.
+inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
+                                std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub) {
+    const float scale = std::ldexp(1.0f, -k);
+    const auto first32 = static_cast<std::int32_t>(first);
+    const auto last32 = static_cast<std::int32_t>(nbins - 1);
+    std::uint32_t* QUANTSIM_RESTRICT h0 = sub;
+    std::uint32_t* QUANTSIM_RESTRICT h1 = h0 + stride;
+    std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + stride;
+    std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + stride;
+    std::size_t i = 0;
+#if defined(__AVX512F__)
+    const __m512 vs = _mm512_set1_ps(scale);
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i vfirst = _mm512_set1_epi32(first32), vlast = _mm512_set1_epi32(last32);
+    const __m512i vzero = _mm512_setzero_si512(), vm1 = _mm512_set1_epi32(-1);
+    alignas(64) std::int32_t idx[32];
+    for (; i + 32 <= n; i += 32) {
+        for (int h = 0; h < 2; ++h) {
+            const __m512 v = _mm512_loadu_ps(x + i + 16 * h);
+            // Masked forms with an explicit source (GCC 12's unmasked ones trip -Wmaybe-uninitialized).
+            __m512i g = _mm512_mask_cvt_roundps_epi32(vzero, 0xFFFF, _mm512_mul_ps(v, vs),
+                                                      _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            g = _mm512_mask_min_epi32(g, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), g, vm1);
+            g = _mm512_sub_epi32(g, vfirst);
+            g = _mm512_mask_max_epi32(g, 0xFFFF, g, vzero);
+            g = _mm512_mask_min_epi32(g, 0xFFFF, g, vlast);
+            _mm512_store_si512(reinterpret_cast<__m512i*>(idx + 16 * h), g);
+        }
+        for (int j = 0; j < 32; j += 4) {
+            h0[idx[j]]++;
+            h1[idx[j + 1]]++;
+            h2[idx[j + 2]]++;
+            h3[idx[j + 3]]++;
+        }
+    }
+#endif
+    for (; i + 4 <= n; i += 4) {
+        h0[bin_offset(x[i], scale, first32, last32)]++;
+        h1[bin_offset(x[i + 1], scale, first32, last32)]++;
+        h2[bin_offset(x[i + 2], scale, first32, last32)]++;
+        h3[bin_offset(x[i + 3], scale, first32, last32)]++;
+    }
+    for (; i < n; ++i) h0[bin_offset(x[i], scale, first32, last32)]++;
+}
+
+/// counts[b] += the sub-histograms' counts of bin b; the sub-histograms are zeroed.
+inline void histogram_flush_sub(std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub,
+                                std::uint64_t* QUANTSIM_RESTRICT counts) noexcept {
+    for (std::size_t l = 0; l < histogram_lanes; ++l) {
+        std::uint32_t* QUANTSIM_RESTRICT h = sub + l * stride;
+        for (std::size_t b = 0; b < nbins; ++b) counts[b] += h[b];
+        std::fill_n(h, nbins, 0u);
+    }
+}
+
 /// Counts x[0, n) into counts (bins [first, first + nbins) at level k). Same result as histogram_count_ref.
 inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
                             std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts) {
@@ -85,61 +145,19 @@ inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int
         histogram_count_ref(x, n, k, first, nbins, counts);
         return;
     }
-    const float scale = std::ldexp(1.0f, -k);
-    const auto first32 = static_cast<std::int32_t>(first);
-    const auto last32 = static_cast<std::int32_t>(nbins - 1);
-    constexpr std::size_t lanes = 4;  // independent sub-histograms hide store-to-load latency on repeated bins
-    if (n < 4 * nbins) {
+    if (n < 4 * nbins) {  // too few values to pay for zeroing and flushing sub-histograms
+        const float scale = std::ldexp(1.0f, -k);
+        const auto first32 = static_cast<std::int32_t>(first);
+        const auto last32 = static_cast<std::int32_t>(nbins - 1);
         for (std::size_t i = 0; i < n; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
         return;
     }
     auto& scratch = histogram_scratch();
-    // Chunks keep every uint32 sub-count below 2^32.
-    constexpr std::size_t chunk = std::size_t{1} << 30;
+    scratch.assign(histogram_lanes * nbins, 0u);
+    constexpr std::size_t chunk = std::size_t{1} << 30;  // keeps every sub-count below 2^32
     for (std::size_t base = 0; base < n; base += chunk) {
-        const std::size_t m = std::min(chunk, n - base);
-        const float* QUANTSIM_RESTRICT xc = x + base;
-        scratch.assign(lanes * nbins, 0u);
-        std::uint32_t* QUANTSIM_RESTRICT h0 = scratch.data();
-        std::uint32_t* QUANTSIM_RESTRICT h1 = h0 + nbins;
-        std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + nbins;
-        std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + nbins;
-        std::size_t i = 0;
-#if defined(__AVX512F__)
-        const __m512 vs = _mm512_set1_ps(scale);
-        const __m512 zero = _mm512_setzero_ps();
-        const __m512i vfirst = _mm512_set1_epi32(first32), vlast = _mm512_set1_epi32(last32);
-        const __m512i vzero = _mm512_setzero_si512(), vm1 = _mm512_set1_epi32(-1);
-        alignas(64) std::int32_t idx[32];
-        for (; i + 32 <= m; i += 32) {
-            for (int h = 0; h < 2; ++h) {
-                const __m512 v = _mm512_loadu_ps(xc + i + 16 * h);
-                // Masked forms with an explicit source (GCC 12's unmasked ones trip -Wmaybe-uninitialized).
-                __m512i g = _mm512_mask_cvt_roundps_epi32(vzero, 0xFFFF, _mm512_mul_ps(v, vs),
-                                                          _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-                g = _mm512_mask_min_epi32(g, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), g, vm1);
-                g = _mm512_sub_epi32(g, vfirst);
-                g = _mm512_mask_max_epi32(g, 0xFFFF, g, vzero);
-                g = _mm512_mask_min_epi32(g, 0xFFFF, g, vlast);
-                _mm512_store_si512(reinterpret_cast<__m512i*>(idx + 16 * h), g);
-            }
-            for (int j = 0; j < 32; j += 4) {
-                h0[idx[j]]++;
-                h1[idx[j + 1]]++;
-                h2[idx[j + 2]]++;
-                h3[idx[j + 3]]++;
-            }
-        }
-#endif
-        for (; i + 4 <= m; i += 4) {
-            h0[bin_offset(xc[i], scale, first32, last32)]++;
-            h1[bin_offset(xc[i + 1], scale, first32, last32)]++;
-            h2[bin_offset(xc[i + 2], scale, first32, last32)]++;
-            h3[bin_offset(xc[i + 3], scale, first32, last32)]++;
-        }
-        for (; i < m; ++i) h0[bin_offset(xc[i], scale, first32, last32)]++;
-        for (std::size_t b = 0; b < nbins; ++b)
-            counts[b] += std::uint64_t{h0[b]} + std::uint64_t{h1[b]} + std::uint64_t{h2[b]} + std::uint64_t{h3[b]};
+        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, nbins, scratch.data());
+        histogram_flush_sub(nbins, nbins, scratch.data(), counts);
     }
 }
 
