@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <quantsim/io/file.hpp>
@@ -618,7 +619,17 @@ void resolve_legacy_softmax(graph& g, const std::vector<std::pair<std::string, s
     }
 }
 
-graph import_model(const onnx::ModelProto& model, const import_context& ctx, const onnx_load_options& options) {
+// Frees a tensor's payload once converted, so peak memory is the parsed model plus the tensors converted so far
+// rather than both in full (clear() would keep the string's capacity).
+void release_payload(onnx::TensorProto& t) {
+    std::string().swap(*t.mutable_raw_data());
+    t.clear_float_data();
+    t.clear_int32_data();
+    t.clear_int64_data();
+    t.clear_double_data();
+}
+
+graph import_model(onnx::ModelProto& model, const import_context& ctx, const onnx_load_options& options) {
     graph g;
     // Opsets.
     std::optional<std::int64_t> opset;
@@ -636,16 +647,17 @@ graph import_model(const onnx::ModelProto& model, const import_context& ctx, con
                        detail::min_import_opset, " to ", detail::max_opset, ")");
     g.opset = *opset;
     if (!model.has_graph()) QUANTSIM_THROW(parse_error, "the model has no graph");
-    const auto& gp = model.graph();
+    auto& gp = *model.mutable_graph();
     g.name = gp.name().empty() ? "graph" : gp.name();
     if (gp.sparse_initializer_size() > 0) QUANTSIM_THROW(unsupported_error, "sparse initializers are not supported");
 
     // Parameters: initializers.
     for (int i = 0; i < gp.initializer_size(); ++i) {
-        const auto& t = gp.initializer(i);
+        auto& t = *gp.mutable_initializer(i);
         if (t.name().empty()) QUANTSIM_THROW(parse_error, "initializer #", i, " has no name");
         if (g.params.count(t.name())) QUANTSIM_THROW(graph_error, "initializer '", t.name(), "' is defined twice");
         g.params.emplace(t.name(), tensor_from_proto(t, ctx, "initializer '" + t.name() + "'"));
+        release_payload(t);
     }
     // Model inputs (those that are also initializers are parameters with a default value: parameters).
     std::unordered_set<std::string> input_names;
@@ -671,7 +683,7 @@ graph import_model(const onnx::ModelProto& model, const import_context& ctx, con
     std::vector<node> nodes;
     nodes.reserve(static_cast<std::size_t>(gp.node_size()));
     for (int i = 0; i < gp.node_size(); ++i) {
-        const auto& np = gp.node(i);
+        auto& np = *gp.mutable_node(i);
         node n;
         n.op_type = np.op_type();
         n.domain = np.domain() == "ai.onnx" ? std::string() : np.domain();
@@ -693,6 +705,8 @@ graph import_model(const onnx::ModelProto& model, const import_context& ctx, con
             if (n.attrs.count(a.name())) QUANTSIM_THROW(parse_error, n.describe(), ": attribute '", a.name(), "' is given twice");
             n.attrs.emplace(a.name(), attr_from_proto(a, n, ctx));
         }
+        for (auto& a : *np.mutable_attribute())
+            if (a.has_t()) release_payload(*a.mutable_t());
         if (!n.domain.empty() && !g.domain_opsets.count(n.domain))
             QUANTSIM_THROW(parse_error, n.describe(), ": domain '", n.domain, "' is not in the model's opset_import");
 
@@ -790,19 +804,22 @@ graph import_model(const onnx::ModelProto& model, const import_context& ctx, con
     return g;
 }
 
-graph parse_and_import(const void* data, std::size_t size, const import_context& ctx, const onnx_load_options& options) {
+// Parses a ModelProto from any protobuf input stream with quantsim's limits.
+graph parse_and_import(google::protobuf::io::ZeroCopyInputStream& input, std::size_t size, const import_context& ctx,
+                       const onnx_load_options& options) {
     if (size > static_cast<std::size_t>(INT_MAX) || size > options.max_model_bytes)
         QUANTSIM_THROW(resource_error, "the model is ", size, " bytes, above the ",
                        std::min<std::size_t>(INT_MAX, options.max_model_bytes),
                        "-byte limit of a single protobuf message; store the weights as external data");
     if (size == 0) QUANTSIM_THROW(parse_error, "the file is empty");
     onnx::ModelProto model;
-    google::protobuf::io::ArrayInputStream ais(data, static_cast<int>(size));
-    google::protobuf::io::CodedInputStream cis(&ais);
-    cis.SetTotalBytesLimit(INT_MAX);
-    cis.SetRecursionLimit(64);
-    if (!model.ParseFromCodedStream(&cis) || !cis.ConsumedEntireMessage())
-        QUANTSIM_THROW(parse_error, "not a valid ONNX model (protobuf parsing failed: truncated or corrupt file)");
+    {
+        google::protobuf::io::CodedInputStream cis(&input);
+        cis.SetTotalBytesLimit(INT_MAX);
+        cis.SetRecursionLimit(64);
+        if (!model.ParseFromCodedStream(&cis) || !cis.ConsumedEntireMessage())
+            QUANTSIM_THROW(parse_error, "not a valid ONNX model (protobuf parsing failed: truncated or corrupt file)");
+    }
     if (!model.has_graph() && model.opset_import_size() == 0)
         QUANTSIM_THROW(parse_error, "not an ONNX model (no graph and no opset_import)");
     return import_model(model, ctx, options);
@@ -813,13 +830,20 @@ graph parse_and_import(const void* data, std::size_t size, const import_context&
 graph load_onnx(const fs::path& path, const onnx_load_options& options) {
     const std::string what = path.string();
     try {
-        const auto bytes = read_file_bytes(path, options.max_model_bytes);
+        std::error_code ec;
+        if (fs::is_directory(path, ec)) QUANTSIM_THROW(io_error, "cannot read: it is a directory");
+        std::ifstream is(path, std::ios::binary);
+        if (!is) QUANTSIM_THROW(io_error, "cannot open: ", fs::exists(path, ec) ? "permission denied or unreadable" : "no such file");
+        const auto size = fs::file_size(path, ec);
+        if (ec) QUANTSIM_THROW(io_error, "cannot determine the file size");
         import_context ctx;
         ctx.external_allowed = true;
         ctx.external_dir = options.external_data_dir.empty()
                                ? (path.parent_path().empty() ? fs::path(".") : path.parent_path())
                                : options.external_data_dir;
-        return parse_and_import(bytes.data(), bytes.size(), ctx, options);
+        // Streamed: the file's bytes are never held in memory next to the parsed model.
+        google::protobuf::io::IstreamInputStream input(&is);
+        return parse_and_import(input, static_cast<std::size_t>(size), ctx, options);
     } catch (...) {
         detail::rethrow_with_prefix(what + ": ");
     }
@@ -830,7 +854,10 @@ graph load_onnx_from_memory(std::span<const std::byte> bytes, const onnx_load_op
         import_context ctx;
         ctx.external_allowed = !options.external_data_dir.empty();
         ctx.external_dir = options.external_data_dir;
-        return parse_and_import(bytes.data(), bytes.size(), ctx, options);
+        if (bytes.size() > static_cast<std::size_t>(INT_MAX))
+            QUANTSIM_THROW(resource_error, "the model is ", bytes.size(), " bytes, above protobuf's 2 GiB message limit");
+        google::protobuf::io::ArrayInputStream input(bytes.data(), static_cast<int>(bytes.size()));
+        return parse_and_import(input, bytes.size(), ctx, options);
     } catch (...) {
         detail::rethrow_with_prefix(what + ": ");
     }
