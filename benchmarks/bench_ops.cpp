@@ -85,7 +85,8 @@ void run_conv(benchmark::State& st, const conv_case& cc) {
     }
     const double macs = static_cast<double>(cc.batch * cc.m * oh * ow * (cc.c / cc.group) * cc.k * cc.k);
     st.counters["GFLOP/s"] = benchmark::Counter(2.0 * macs, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
-    st.SetLabel(kern.algo() == conv_algo::depthwise ? "depthwise" : kern.algo() == conv_algo::pointwise_gemm ? "1x1-gemm" : "im2col");
+    const char* names[] = {"depthwise", "1x1-gemm", "im2col", "indirect"};
+    st.SetLabel(names[static_cast<int>(kern.algo())]);
 }
 
 // Classifier (batch 32, 3x48x192 input)
@@ -116,6 +117,9 @@ BENCHMARK(BM_conv_det_3x3_96_24)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_conv_det_pw_384)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_conv_rec_pw_240)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_conv_rec_dw5_240)->Unit(benchmark::kMicrosecond);
+// ResNet-18 layer1 3x3 (batch 4)
+void BM_conv_resnet_3x3_64(benchmark::State& st) { run_conv(st, {4, 64, 56, 56, 64, 3, 1, 1, 1, 1}); }
+BENCHMARK(BM_conv_resnet_3x3_64)->Unit(benchmark::kMicrosecond);
 
 // The reference conv on a small case, for scale.
 void BM_conv_ref_dw3(benchmark::State& st) {

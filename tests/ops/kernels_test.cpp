@@ -101,7 +101,7 @@ conv_trial random_conv(std::mt19937& rng, int trial) {
 }
 
 TEST(conv2d, all_algorithms_match_reference_on_random_shapes) {
-    int algos[3] = {0, 0, 0};
+    int algos[4] = {0, 0, 0, 0};
     for (int trial = 0; trial < 120; ++trial) {
         const unsigned seed = kSeed + 1000 + static_cast<unsigned>(trial);
         SCOPED_TRACE("seed " + std::to_string(seed));
@@ -133,6 +133,7 @@ TEST(conv2d, all_algorithms_match_reference_on_random_shapes) {
     EXPECT_GT(algos[0], 5);
     EXPECT_GT(algos[1], 5);
     EXPECT_GT(algos[2], 5);
+    EXPECT_GT(algos[3], 5);
 }
 
 TEST(conv2d, depthwise_model_shapes_match_reference) {

@@ -162,24 +162,30 @@ conv2d_kernel::conv2d_kernel(const conv_geometry& g, const float* weight, const 
         packed_.assign(weight, weight + g.out_channels * kdim_);
         return;
     }
-    const bool one = g.kernel[0] == 1 && g.kernel[1] == 1 && g.stride[0] == 1 && g.stride[1] == 1 &&
-                     g.pad_begin[0] == 0 && g.pad_begin[1] == 0 && g.pad_end[0] == 0 && g.pad_end[1] == 0;
-    algo_ = one ? conv_algo::pointwise_gemm : conv_algo::im2col_gemm;
+    choose_algo();
     const std::int64_t per = detail::packed_a_size(mg, kdim_);
     packed_.resize(static_cast<std::size_t>(per * g.group));
     for (std::int64_t grp = 0; grp < g.group; ++grp)
         detail::pack_a(false, mg, kdim_, weight + grp * mg * kdim_, kdim_, 1.0f, packed_.data() + grp * per);
 }
 
+void conv2d_kernel::choose_algo() {
+    const conv_geometry& g = g_;
+    const bool unit_stride = g.stride[0] == 1 && g.stride[1] == 1;
+    const bool no_pad = g.pad_begin[0] == 0 && g.pad_begin[1] == 0 && g.pad_end[0] == 0 && g.pad_end[1] == 0;
+    if (unit_stride && no_pad && g.kernel[0] == 1 && g.kernel[1] == 1)
+        algo_ = conv_algo::pointwise_gemm;
+    else if (unit_stride)
+        algo_ = conv_algo::indirect_gemm;
+    else
+        algo_ = conv_algo::im2col_gemm;
+}
+
 void conv2d_kernel::set_padding(const std::array<std::int64_t, 2>& begin, const std::array<std::int64_t, 2>& end) {
     g_.pad_begin = begin;
     g_.pad_end = end;
-    // The packing of the two GEMM algorithms is the same: only the choice of B changes.
-    if (algo_ == conv_algo::pointwise_gemm && (begin[0] || begin[1] || end[0] || end[1]))
-        algo_ = conv_algo::im2col_gemm;
-    else if (algo_ == conv_algo::im2col_gemm && !(begin[0] || begin[1] || end[0] || end[1]) &&
-             g_.kernel[0] == 1 && g_.kernel[1] == 1 && g_.stride[0] == 1 && g_.stride[1] == 1)
-        algo_ = conv_algo::pointwise_gemm;
+    // The three GEMM algorithms share the weight packing: only the way B is read changes.
+    if (algo_ != conv_algo::depthwise) choose_algo();
 }
 
 void conv2d_kernel::run(std::int64_t batch, std::int64_t h, std::int64_t w, const float* x, float* y,
@@ -188,6 +194,8 @@ void conv2d_kernel::run(std::int64_t batch, std::int64_t h, std::int64_t w, cons
     if (batch <= 0 || oh <= 0 || ow <= 0) return;
     if (algo_ == conv_algo::depthwise)
         run_depthwise(batch, h, w, oh, ow, x, y, ep);
+    else if (algo_ == conv_algo::indirect_gemm)
+        run_indirect(batch, h, w, oh, ow, x, y, ep);
     else
         run_gemm(batch, h, w, oh, ow, x, y, ep);
 }
@@ -198,14 +206,18 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
     const std::int64_t cg = C / G, mg = M / G;
     const std::int64_t Q = oh * ow;
     const bool direct = algo_ == conv_algo::pointwise_gemm;
-    // Column tile: the B block (kdim x nt) should stay in L2 while all row blocks of A pass over it.
-    std::int64_t nt = std::clamp<std::int64_t>(65536 / std::max<std::int64_t>(kdim_, 1) / 16 * 16, 48, 512);
+    // Column tile: the B block (kdim x nt) should stay in L2 while all row blocks of A pass over it. Whole
+    // micro-tiles (48 columns) except at the end of a row: a 16-column tail tile runs at a third of the speed.
+    constexpr std::int64_t nr = detail::gemm_nr;
+    std::int64_t nt = std::clamp<std::int64_t>(65536 / std::max<std::int64_t>(kdim_, 1) / nr * nr, nr, 480);
     const int threads = kernel_threads();
     if (threads > 1) {
         const std::int64_t want = ceil_div(4 * threads, batch);
-        if (ceil_div(Q, nt) < want) nt = std::max<std::int64_t>(32, ceil_div(ceil_div(Q, want), 16) * 16);
+        if (ceil_div(Q, nt) < want) nt = std::max<std::int64_t>(nr, ceil_div(ceil_div(Q, want), nr) * nr);
     }
-    nt = std::min(nt, Q);
+    // Spread the columns evenly over the tiles (a last tile of a few columns would waste a task).
+    const std::int64_t ntiles0 = ceil_div(Q, nt);
+    nt = std::min(Q, ceil_div(ceil_div(Q, ntiles0), nr) * nr);
     const std::int64_t tiles = ceil_div(Q, nt);
     const std::int64_t per = detail::packed_a_size(mg, kdim_);
     detail::parallel_for(batch * tiles, [&](std::int64_t t) {
@@ -237,6 +249,85 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
     });
 }
 
+void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh,
+                                 std::int64_t ow, const float* x, float* y, const conv_epilogue& ep) const {
+    const std::int64_t C = g_.in_channels, M = g_.out_channels, G = g_.group;
+    const std::int64_t cg = C / G, mg = M / G;
+    const std::int64_t kh = g_.kernel[0], kw = g_.kernel[1], dh = g_.dilation[0], dw = g_.dilation[1];
+    const std::int64_t pt = g_.pad_begin[0], pl = g_.pad_begin[1];
+    const std::int64_t Q = oh * ow;
+    // Zero-padded input: every window of a stride-1 conv is a contiguous run of the flattened padded plane, so
+    // output column q' = oy * pw + ox of the "padded-width" output reads row (c, ky, kx) at
+    // plane_c + ky*dh*pw + kx*dw + q'. Columns ox >= ow of that output are computed and thrown away.
+    const std::int64_t pw = ow + (kw - 1) * dw;
+    const std::int64_t ph = oh + (kh - 1) * dh;
+    const std::int64_t plane = ph * pw;
+    const std::int64_t Qp = oh * pw;
+    const std::int64_t slack = (kw - 1) * dw + 64;
+    float* padded = detail::scratch(batch * C * plane + slack, 2);
+    detail::parallel_for(batch * C, [&](std::int64_t t) {
+        const float* xp = x + t * h * w;
+        float* dst0 = padded + t * plane;
+        const std::int64_t a = std::min(pl, pw), e = std::clamp<std::int64_t>(w + pl, a, pw);
+        for (std::int64_t r = 0; r < ph; ++r) {
+            float* dst = dst0 + r * pw;
+            const std::int64_t iy = r - pt;
+            if (iy < 0 || iy >= h) {
+                std::fill(dst, dst + pw, 0.0f);
+                continue;
+            }
+            std::fill(dst, dst + a, 0.0f);
+            std::memcpy(dst + a, xp + iy * w + (a - pl), static_cast<std::size_t>(e - a) * sizeof(float));
+            std::fill(dst + e, dst + pw, 0.0f);
+        }
+    });
+    std::fill(padded + batch * C * plane, padded + batch * C * plane + slack, 0.0f);
+
+    constexpr std::int64_t nr = detail::gemm_nr;
+    std::int64_t nt = std::clamp<std::int64_t>(65536 / std::max<std::int64_t>(kdim_, 1) / nr * nr, nr, 480);
+    const int threads = kernel_threads();
+    if (threads > 1) {
+        const std::int64_t want = ceil_div(4 * threads, batch);
+        if (ceil_div(Qp, nt) < want) nt = std::max<std::int64_t>(nr, ceil_div(ceil_div(Qp, want), nr) * nr);
+    }
+    const std::int64_t ntiles0 = ceil_div(Qp, nt);
+    nt = std::min(Qp, ceil_div(ceil_div(Qp, ntiles0), nr) * nr);
+    const std::int64_t tiles = ceil_div(Qp, nt);
+    const std::int64_t per = detail::packed_a_size(mg, kdim_);
+    detail::parallel_for(batch * tiles, [&](std::int64_t t) {
+        const std::int64_t n = t / tiles, q0 = (t % tiles) * nt;
+        const std::int64_t len = std::min(nt, Qp - q0);
+        float* cbuf = detail::scratch(M * nt, 0);
+        thread_local std::vector<const float*> rows;
+        rows.resize(static_cast<std::size_t>(kdim_));
+        for (std::int64_t grp = 0; grp < G; ++grp) {
+            for (std::int64_t c = 0; c < cg; ++c) {
+                const float* base = padded + (n * C + grp * cg + c) * plane;
+                for (std::int64_t ky = 0; ky < kh; ++ky)
+                    for (std::int64_t kx = 0; kx < kw; ++kx)
+                        rows[static_cast<std::size_t>((c * kh + ky) * kw + kx)] = base + ky * dh * pw + kx * dw;
+            }
+            detail::gemm_epilogue gep;
+            gep.row_bias = bias_.data() + grp * mg;
+            gep.lo = ep.lo;
+            gep.hi = ep.hi;
+            detail::gemm_packed_indirect(mg, len, kdim_, packed_.data() + grp * per, rows.data(), q0,
+                                         cbuf + grp * mg * nt, nt, gep);
+        }
+        // Scatter the valid columns of each output row the tile touches (and run the epilogue program there).
+        for (std::int64_t oy = q0 / pw; oy * pw < q0 + len; ++oy) {
+            const std::int64_t s0 = std::max(q0, oy * pw), s1 = std::min(q0 + len, oy * pw + ow);
+            if (s0 >= s1) continue;
+            const std::int64_t ox0 = s0 - oy * pw, cnt = s1 - s0;
+            for (std::int64_t m = 0; m < M; ++m) {
+                float* dst = y + (n * M + m) * Q + oy * ow + ox0;
+                std::memcpy(dst, cbuf + m * nt + (s0 - q0), static_cast<std::size_t>(cnt) * sizeof(float));
+                if (ep.program) ep.program->run_row(dst, ep.inputs, n * M + m, oy * ow + ox0, cnt, Q);
+            }
+        }
+    });
+}
+
 namespace {
 
 // Depthwise rows over a zero-padded plane: out[ox] = bias + sum_{ky,kx} w[ky,kx] * row_ky[ox*sw + kx*dw].
@@ -259,18 +350,18 @@ void dw_row_generic(const float* const* rows, const float* w, std::int64_t kh, s
 }
 
 #if defined(__AVX512F__)
-// 16 outputs per vector, NV vectors per step, two accumulators per vector (even / odd taps) so that the FMA
-// chains overlap.
+// 16 outputs per vector, NV vectors per step. The taps are split over S = 8 / NV accumulator sets so that eight
+// independent FMA chains are in flight whatever NV is.
 template <int K, int SW, int NV>
 QUANTSIM_ALWAYS_INLINE void dw_block_avx512(const float* const* rows, const float* w, std::int64_t dw, __m512 bias,
                                             __m512 lo, __m512 hi, float* out, std::int64_t ox0, __mmask16 last) {
-    __m512 acc0[NV], acc1[NV];
+    constexpr int S = NV >= 3 ? 2 : 8 / NV;
+    __m512 acc[S][NV];
+#pragma GCC unroll 8
+    for (int s = 0; s < S; ++s)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-        acc0[v] = bias;
-        acc1[v] = _mm512_setzero_ps();
-    }
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (int v = 0; v < NV; ++v) acc[s][v] = s == 0 ? bias : _mm512_setzero_ps();
+    [[maybe_unused]] const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
 #pragma GCC unroll 5
     for (int ky = 0; ky < K; ++ky) {
         const float* row = rows[ky] + ox0 * SW;
@@ -286,24 +377,26 @@ QUANTSIM_ALWAYS_INLINE void dw_block_avx512(const float* const* rows, const floa
                     x = _mm512_maskz_loadu_ps(m, src + 16 * v);
                 } else {
                     // Lanes 0..15 of the result are elements 0, 2, ..., 30 of the 32 loaded.
-                    const __mmask16 ma = static_cast<__mmask16>(m == 0xFFFF ? 0xFFFF : ((1u << std::min(16, 2 * __builtin_popcount(m))) - 1u));
-                    const int rest = 2 * __builtin_popcount(m) - 16;
+                    const int cnt = __builtin_popcount(m);
+                    const __mmask16 ma = static_cast<__mmask16>(cnt >= 8 ? 0xFFFF : (1u << (2 * cnt)) - 1u);
+                    const int rest = 2 * cnt - 16;
                     const __mmask16 mb = static_cast<__mmask16>(rest <= 0 ? 0 : (rest >= 16 ? 0xFFFF : (1u << rest) - 1u));
                     const __m512 a = _mm512_maskz_loadu_ps(ma, src + 32 * v);
                     const __m512 b = _mm512_maskz_loadu_ps(mb, src + 32 * v + 16);
                     x = _mm512_permutex2var_ps(a, even, b);
                 }
-                if ((ky * K + kx) % 2 == 0)
-                    acc0[v] = _mm512_fmadd_ps(wv, x, acc0[v]);
-                else
-                    acc1[v] = _mm512_fmadd_ps(wv, x, acc1[v]);
+                const int sidx = (ky * K + kx) % S;
+                acc[sidx][v] = _mm512_fmadd_ps(wv, x, acc[sidx][v]);
             }
         }
     }
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
+        __m512 r = acc[0][v];
+#pragma GCC unroll 8
+        for (int s = 1; s < S; ++s) r = _mm512_add_ps(r, acc[s][v]);
         const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
-        const __m512 r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc0[v], acc1[v]), lo), hi);
+        r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
         _mm512_mask_storeu_ps(out + ox0 + 16 * v, m, r);
     }
 }
@@ -314,10 +407,17 @@ void dw_row_avx512(const float* const* rows, const float* w, std::int64_t dw, fl
     const __m512 vb = _mm512_set1_ps(bias), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     std::int64_t ox = 0;
     for (; ox + 64 <= ow; ox += 64) dw_block_avx512<K, SW, 4>(rows, w, dw, vb, vlo, vhi, out, ox, 0xFFFF);
-    for (; ox + 16 <= ow; ox += 16) dw_block_avx512<K, SW, 1>(rows, w, dw, vb, vlo, vhi, out, ox, 0xFFFF);
-    if (ox < ow)
-        dw_block_avx512<K, SW, 1>(rows, w, dw, vb, vlo, vhi, out, ox,
-                                  static_cast<__mmask16>((1u << (ow - ox)) - 1u));
+    const std::int64_t rem = ow - ox;
+    if (rem <= 0) return;
+    // The remaining 1..63 columns in one block of 1..4 vectors, the last one masked.
+    const int nv = static_cast<int>((rem + 15) / 16);
+    const __mmask16 last = static_cast<__mmask16>(rem % 16 == 0 ? 0xFFFF : (1u << (rem % 16)) - 1u);
+    switch (nv) {
+        case 1: dw_block_avx512<K, SW, 1>(rows, w, dw, vb, vlo, vhi, out, ox, last); break;
+        case 2: dw_block_avx512<K, SW, 2>(rows, w, dw, vb, vlo, vhi, out, ox, last); break;
+        case 3: dw_block_avx512<K, SW, 3>(rows, w, dw, vb, vlo, vhi, out, ox, last); break;
+        default: dw_block_avx512<K, SW, 4>(rows, w, dw, vb, vlo, vhi, out, ox, last); break;
+    }
 }
 #endif
 

@@ -81,13 +81,28 @@ void pack_a(bool trans, std::int64_t m, std::int64_t k, const float* a, std::int
 // ---- portable micro-kernel ---------------------------------------------------------------------------------------
 namespace {
 
-void tile_generic(std::int64_t k, const float* a, const float* b, std::int64_t ldb, float* c, std::int64_t ldc,
-                  std::int64_t mr, std::int64_t nr, const gemm_epilogue& ep, std::int64_t row0) {
+// B rows: direct (b + kk * ldb) or indirect (rows[kk] + col0).
+struct b_direct {
+    const float* b;
+    std::int64_t ldb;
+    QUANTSIM_ALWAYS_INLINE const float* row(std::int64_t kk) const { return b + kk * ldb; }
+    b_direct shifted(std::int64_t j) const { return {b + j, ldb}; }
+};
+struct b_indirect {
+    const float* const* rows;
+    std::int64_t col0;
+    QUANTSIM_ALWAYS_INLINE const float* row(std::int64_t kk) const { return rows[kk] + col0; }
+    b_indirect shifted(std::int64_t j) const { return {rows, col0 + j}; }
+};
+
+template <class B>
+void tile_generic(std::int64_t k, const float* a, B b, float* c, std::int64_t ldc, std::int64_t mr, std::int64_t nr,
+                  const gemm_epilogue& ep, std::int64_t row0) {
     float acc[gemm_mr][gemm_nr];
     for (auto& row : acc)
         for (float& v : row) v = 0.0f;
     for (std::int64_t kk = 0; kk < k; ++kk) {
-        const float* brow = b + kk * ldb;
+        const float* brow = b.row(kk);
         const float* ak = a + kk * gemm_mr;
         for (std::int64_t i = 0; i < gemm_mr; ++i) {
             const float av = ak[i];
@@ -108,9 +123,8 @@ void tile_generic(std::int64_t k, const float* a, const float* b, std::int64_t l
 
 #if defined(__AVX512F__)
 // 8 rows x NV*16 columns held in registers; the last vector is masked for column tails.
-template <int NV>
-QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RESTRICT a,
-                                        const float* QUANTSIM_RESTRICT b, std::int64_t ldb, float* c,
+template <int NV, class B>
+QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RESTRICT a, B bsrc, float* c,
                                         std::int64_t ldc, std::int64_t mr, __mmask16 tail,
                                         const gemm_epilogue& ep, std::int64_t row0) {
     __m512 acc[gemm_mr][NV];
@@ -120,6 +134,7 @@ QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RE
         for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (std::int64_t kk = 0; kk < k; ++kk) {
+        const float* b = bsrc.row(kk);
         __m512 bv[NV];
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v)
@@ -131,7 +146,6 @@ QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RE
             for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
         a += gemm_mr;
-        b += ldb;
     }
     const __m512 lo = _mm512_set1_ps(ep.lo), hi = _mm512_set1_ps(ep.hi);
 #pragma GCC unroll 8
@@ -152,14 +166,51 @@ QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RE
 
 }  // namespace
 
-void gemm_packed_generic(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, const float* b,
-                         std::int64_t ldb, float* c, std::int64_t ldc, const gemm_epilogue& ep) {
+namespace {
+
+template <class B>
+void packed_generic(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, B b, float* c,
+                    std::int64_t ldc, const gemm_epilogue& ep) {
     for (std::int64_t i = 0; i < m; i += gemm_mr) {
         const float* ap = a_packed + i * k;
         const std::int64_t mr = std::min(gemm_mr, m - i);
         for (std::int64_t j = 0; j < n; j += gemm_nr)
-            tile_generic(k, ap, b + j, ldb, c + i * ldc + j, ldc, mr, std::min(gemm_nr, n - j), ep, i);
+            tile_generic(k, ap, b.shifted(j), c + i * ldc + j, ldc, mr, std::min(gemm_nr, n - j), ep, i);
     }
+}
+
+template <class B>
+void packed_dispatch(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, B b, float* c,
+                     std::int64_t ldc, const gemm_epilogue& ep) {
+#if defined(__AVX512F__)
+    const std::int64_t nfull = n / gemm_nr * gemm_nr;
+    const std::int64_t rem = n - nfull;
+    const int rem_vecs = static_cast<int>((rem + 15) / 16);
+    const __mmask16 rem_mask =
+        rem == 0 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (rem - (rem_vecs - 1) * 16)) - 1u);
+    for (std::int64_t i = 0; i < m; i += gemm_mr) {
+        const float* ap = a_packed + i * k;
+        const std::int64_t mr = std::min(gemm_mr, m - i);
+        float* crow = c + i * ldc;
+        for (std::int64_t j = 0; j < nfull; j += gemm_nr)
+            tile_avx512<3>(k, ap, b.shifted(j), crow + j, ldc, mr, 0xFFFF, ep, i);
+        if (rem_vecs == 3)
+            tile_avx512<3>(k, ap, b.shifted(nfull), crow + nfull, ldc, mr, rem_mask, ep, i);
+        else if (rem_vecs == 2)
+            tile_avx512<2>(k, ap, b.shifted(nfull), crow + nfull, ldc, mr, rem_mask, ep, i);
+        else if (rem_vecs == 1)
+            tile_avx512<1>(k, ap, b.shifted(nfull), crow + nfull, ldc, mr, rem_mask, ep, i);
+    }
+#else
+    packed_generic(m, n, k, a_packed, b, c, ldc, ep);
+#endif
+}
+
+}  // namespace
+
+void gemm_packed_generic(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, const float* b,
+                         std::int64_t ldb, float* c, std::int64_t ldc, const gemm_epilogue& ep) {
+    packed_generic(m, n, k, a_packed, b_direct{b, ldb}, c, ldc, ep);
 }
 
 bool gemm_has_avx512() noexcept {
@@ -172,28 +223,13 @@ bool gemm_has_avx512() noexcept {
 
 void gemm_packed(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, const float* b,
                  std::int64_t ldb, float* c, std::int64_t ldc, const gemm_epilogue& ep) {
-#if defined(__AVX512F__)
-    const std::int64_t nfull = n / gemm_nr * gemm_nr;
-    const std::int64_t rem = n - nfull;
-    const int rem_vecs = static_cast<int>((rem + 15) / 16);
-    const __mmask16 rem_mask =
-        rem == 0 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (rem - (rem_vecs - 1) * 16)) - 1u);
-    for (std::int64_t i = 0; i < m; i += gemm_mr) {
-        const float* ap = a_packed + i * k;
-        const std::int64_t mr = std::min(gemm_mr, m - i);
-        float* crow = c + i * ldc;
-        for (std::int64_t j = 0; j < nfull; j += gemm_nr)
-            tile_avx512<3>(k, ap, b + j, ldb, crow + j, ldc, mr, 0xFFFF, ep, i);
-        if (rem_vecs == 3)
-            tile_avx512<3>(k, ap, b + nfull, ldb, crow + nfull, ldc, mr, rem_mask, ep, i);
-        else if (rem_vecs == 2)
-            tile_avx512<2>(k, ap, b + nfull, ldb, crow + nfull, ldc, mr, rem_mask, ep, i);
-        else if (rem_vecs == 1)
-            tile_avx512<1>(k, ap, b + nfull, ldb, crow + nfull, ldc, mr, rem_mask, ep, i);
-    }
-#else
-    gemm_packed_generic(m, n, k, a_packed, b, ldb, c, ldc, ep);
-#endif
+    packed_dispatch(m, n, k, a_packed, b_direct{b, ldb}, c, ldc, ep);
+}
+
+void gemm_packed_indirect(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed,
+                          const float* const* b_rows, std::int64_t b_col0, float* c, std::int64_t ldc,
+                          const gemm_epilogue& ep) {
+    packed_dispatch(m, n, k, a_packed, b_indirect{b_rows, b_col0}, c, ldc, ep);
 }
 
 }  // namespace detail

@@ -52,7 +52,9 @@ void conv_transpose2d_ref(const conv_geometry& g, std::int64_t batch, std::int64
                           std::int64_t oh, std::int64_t ow, const float* x, const float* weight, const float* bias,
                           float* y);
 
-enum class conv_algo { depthwise, pointwise_gemm, im2col_gemm };
+/// depthwise: direct kernel per channel. pointwise_gemm: 1x1 stride 1, the input is B. indirect_gemm: stride 1,
+/// B rows are shifted windows of a zero-padded input (no im2col matrix). im2col_gemm: everything else.
+enum class conv_algo { depthwise, pointwise_gemm, im2col_gemm, indirect_gemm };
 
 /// A convolution with packed weights. Thread-safe to run concurrently? No: one run at a time (scratch is per thread).
 class conv2d_kernel {
@@ -73,6 +75,9 @@ private:
                        const float* x, float* y, const conv_epilogue& ep) const;
     void run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
                   const float* x, float* y, const conv_epilogue& ep) const;
+    void run_indirect(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
+                      const float* x, float* y, const conv_epilogue& ep) const;
+    void choose_algo();
 
     conv_geometry g_;
     conv_algo algo_;

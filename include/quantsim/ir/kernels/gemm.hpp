@@ -46,6 +46,12 @@ struct gemm_epilogue {
 void gemm_packed(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, const float* b,
                  std::int64_t ldb, float* c, std::int64_t ldc, const gemm_epilogue& ep);
 
+/// Indirect B: row kk of B is b_rows[kk] + b_col0 (columns contiguous from there). Convolutions use it to read
+/// shifted windows of a zero-padded input without building an im2col matrix.
+void gemm_packed_indirect(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed,
+                          const float* const* b_rows, std::int64_t b_col0, float* c, std::int64_t ldc,
+                          const gemm_epilogue& ep);
+
 /// The portable version of gemm_packed (no intrinsics); gemm_packed uses it when AVX-512 is not compiled in.
 void gemm_packed_generic(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, const float* b,
                          std::int64_t ldb, float* c, std::int64_t ldc, const gemm_epilogue& ep);
