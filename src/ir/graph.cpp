@@ -30,24 +30,6 @@ std::string to_string(const value_info& info) {
     return r + "]";
 }
 
-graph::graph(const graph& o)
-    : name(o.name),
-      opset(o.opset),
-      inputs(o.inputs),
-      outputs(o.outputs),
-      params(o.params),
-      nodes(o.nodes),
-      value_infos(o.value_infos),
-      domain_opsets(o.domain_opsets) {}
-
-graph& graph::operator=(const graph& o) {
-    if (this != &o) {
-        graph copy(o);
-        *this = std::move(copy);
-    }
-    return *this;
-}
-
 // ---- queries ---------------------------------------------------------------------------------------------------
 
 bool graph::is_input(std::string_view value) const {
@@ -84,9 +66,9 @@ std::ptrdiff_t graph::find_node(std::string_view node_name) const {
 const value_info* graph::info(std::string_view value) const {
     if (value.empty()) return nullptr;
     if (auto it = params.find(std::string(value)); it != params.end()) {
-        if (!param_cache_) return nullptr;  // moved-from graph
-        std::lock_guard<std::mutex> lock(param_cache_->mutex);
-        auto& slot = param_cache_->infos[std::string(value)];
+        if (!param_cache_.p) return nullptr;  // moved-from graph
+        std::lock_guard<std::mutex> lock(param_cache_.p->mutex);
+        auto& slot = param_cache_.p->infos[std::string(value)];
         const tensor& t = it->second;
         if (slot.name != value || slot.type != t.type() || slot.shape != t.shape() || !slot.shape_known) {
             slot.name = std::string(value);

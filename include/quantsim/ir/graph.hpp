@@ -85,13 +85,6 @@ public:
     /// Opset versions of non-default domains the nodes use (e.g. {"com.microsoft", 1}); kept for export.
     std::map<std::string, std::int64_t> domain_opsets;
 
-    graph() = default;
-    graph(const graph& other);
-    graph& operator=(const graph& other);
-    graph(graph&&) noexcept = default;
-    graph& operator=(graph&&) noexcept = default;
-    ~graph() = default;
-
     // ---- queries (linear scans: graphs have hundreds of nodes; build a graph_index for heavy use) -------------
     bool is_param(std::string_view value) const { return params.find(std::string(value)) != params.end(); }
     bool is_input(std::string_view value) const;
@@ -147,12 +140,25 @@ public:
     std::int64_t num_param_elements() const;
 
 private:
-    // Value infos of parameters, built on demand by info(). Guarded so that concurrent const readers are safe.
+    // Value infos of parameters, built on demand by info() and re-checked against the tensor on every call.
+    // Guarded so that concurrent const readers are safe. A copy starts with an empty cache of its own, so graph
+    // keeps its implicit copy and move operations.
     struct param_info_cache {
-        std::mutex mutex;
-        std::map<std::string, value_info, std::less<>> infos;
+        struct state {
+            std::mutex mutex;
+            std::map<std::string, value_info, std::less<>> infos;
+        };
+        std::unique_ptr<state> p = std::make_unique<state>();
+        param_info_cache() = default;
+        param_info_cache(const param_info_cache&) : p(std::make_unique<state>()) {}
+        param_info_cache& operator=(const param_info_cache&) {
+            p = std::make_unique<state>();
+            return *this;
+        }
+        param_info_cache(param_info_cache&&) noexcept = default;
+        param_info_cache& operator=(param_info_cache&&) noexcept = default;
     };
-    mutable std::unique_ptr<param_info_cache> param_cache_ = std::make_unique<param_info_cache>();
+    mutable param_info_cache param_cache_;
 };
 
 /// O(1) producer/consumer lookups for a graph that is not being edited (invalid after any edit).
