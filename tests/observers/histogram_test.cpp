@@ -126,6 +126,17 @@ TEST(ExactHistogram, ExtremeRanges) {
             EXPECT_EQ(g, h);
         }
     }
+    // Large inputs take the chunked path; with 2 bins over +-FLT_MAX the level is 128 (subnormal scale).
+    for (std::size_t bins : {2u, 3u, 2048u}) {
+        auto big = qtest::normal(40000, 77, 0, 1e30f);
+        big[30000] = fmax;
+        big[35000] = -fmax;
+        exact_histogram chunked(bins), small(bins);
+        chunked.add(big);
+        for (std::size_t i = 0; i < big.size(); i += 100) small.add(std::span<const float>(big.data() + i, 100));
+        EXPECT_EQ(chunked, small) << bins << " bins";
+        EXPECT_EQ(chunked.total(), big.size());
+    }
     // Clustered data far from 0: every distinct float keeps its own bin (the index-width floor).
     const auto h = histogram_of({1000.0f, 1000.0001f, 1000.0002f}, 2048);
     EXPECT_EQ(std::count_if(h.counts().begin(), h.counts().end(), [](auto c) { return c > 0; }), 3);

@@ -114,8 +114,9 @@ TEST(ObserverKernels, HistogramLevelIsSmallestFittingAndMonotone) {
             EXPECT_LE(span(k), static_cast<std::int64_t>(bins));
             int e = 0;
             std::frexp(std::max(std::fabs(mn), std::fabs(mx)), &e);
-            if (k > std::max(e - detail::histogram_index_bits, detail::histogram_min_level))
+            if (k > std::max(e - detail::histogram_index_bits, detail::histogram_min_level)) {
                 EXPECT_GT(span(k - 1), static_cast<std::int64_t>(bins)) << "not the smallest level";
+            }
             // A wider range never gets a finer level.
             EXPECT_GE(detail::histogram_level(mn - 1.0f, mx, bins), k);
             EXPECT_GE(detail::histogram_level(mn, mx + std::fabs(mx) + 1, bins), k);

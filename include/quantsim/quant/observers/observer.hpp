@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,6 +26,9 @@ struct value_range {
     double max = 0;
     bool operator==(const value_range&) const = default;
 };
+inline std::ostream& operator<<(std::ostream& os, const value_range& r) {
+    return os << "[" << r.min << ", " << r.max << "]";
+}
 
 /// A per-tensor observer: one encoding for everything it saw.
 template <class O>

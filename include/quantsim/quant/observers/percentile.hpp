@@ -43,13 +43,13 @@ public:
             return {std::min(lo, hi), std::max(lo, hi)};
         }
         // Bisection on t for mass(|x| < t) = q * total; mass(|x| < t) is continuous and monotone in t.
-        const double target = q * static_cast<double>(m.total().m0);
+        const double target = q * m.total().m0;
         const auto b = detail::bounds_of(mn, mx);
         double lo = 0, hi = b.absmax;
         for (int it = 0; it < 200 && hi - lo > 0; ++it) {
             const double mid = lo + (hi - lo) / 2;
             if (mid <= lo || mid >= hi) break;
-            const double inside = static_cast<double>(m.below(mid).m0 - m.below(-mid).m0);
+            const double inside = m.between(-mid, mid).m0;
             (inside >= target ? hi : lo) = mid;
         }
         return detail::symmetric_candidate(b, hi);

@@ -3,11 +3,12 @@
 // For an encoding with grid [a, b] and step s, values below a or above b cost (x - a)^2 or (x - b)^2 (clipping,
 // AIMET's "saturation") and values inside cost (x - round-to-grid(x))^2 (rounding). Both are integrated exactly
 // under the model:
-//  - clipping with prefix sums of the bins' 0th/1st/2nd moments: O(1) per candidate;
-//  - rounding either per grid cell from the same prefix moments (O(cells)), or per bin with the closed-form
-//    integral of the squared sawtooth (O(bins)), whichever is fewer. The per-cell form subtracts prefix sums
-//    that include the far tails, so they are kept in x87 extended precision where long double has it (64-bit
-//    mantissa); the form is used only up to 1024 cells.
+//  - clipping with cumulative sums of the bins' 0th/1st/2nd moments: O(1) per candidate;
+//  - rounding either per grid cell from the same cumulative moments (O(cells)), or per bin with the closed-form
+//    integral of the squared sawtooth (O(bins)), whichever is fewer (cells only up to 1024).
+// The cumulative sums start at the bin holding 0, not at the histogram's left end: every grid contains 0, so
+// the per-cell differences never subtract sums that include the clipped far tails (which would cancel away the
+// small rounding errors in double precision).
 // Unlike a midpoint-per-bin model (AIMET's), this stays right when the grid step is finer than a bin.
 #pragma once
 
@@ -15,17 +16,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
-#include <type_traits>
 #include <vector>
 
 #include <quantsim/quant/encoding.hpp>
 #include <quantsim/quant/observers/histogram.hpp>
 
 namespace quantsim::detail {
-
-/// Prefix-sum accumulator: x87 extended precision where available (not a slow software quad).
-using moment_acc = std::conditional_t<std::numeric_limits<long double>::digits == 64, long double, double>;
 
 /// Integral of (t - round(t))^2 from -1/2 to y (the squared sawtooth: 1/12 per whole cell).
 inline double sawtooth_sq_integral(double y) noexcept {
@@ -43,8 +39,10 @@ struct error_parts {
 
 class histogram_model {
 public:
+    /// Mass and first two moments (sums of 1, x, x^2) of a part of the distribution.
     struct moments {
-        moment_acc m0 = 0, m1 = 0, m2 = 0;
+        double m0 = 0, m1 = 0, m2 = 0;
+        moments operator-(const moments& o) const noexcept { return {m0 - o.m0, m1 - o.m1, m2 - o.m2}; }
     };
 
     explicit histogram_model(const exact_histogram& h)
@@ -52,50 +50,45 @@ public:
         const auto c = h.counts();
         const std::size_t n = c.size();
         lo_.resize(n), hi_.resize(n), count_.resize(n);
-        p0_.assign(n + 1, 0.0), p1_.assign(n + 1, 0.0), p2_.assign(n + 1, 0.0);
+        std::vector<moments> bin(n);
         for (std::size_t b = 0; b < n; ++b) {
             const double u = std::max(h.bin_lower(b), min_);
             const double v = std::min(h.bin_lower(b + 1), max_);
-            lo_[b] = u, hi_[b] = v, count_[b] = static_cast<double>(c[b]);
-            const moment_acc w = count_[b], ul = u, vl = v;
-            p0_[b + 1] = p0_[b] + w;
-            p1_[b + 1] = p1_[b] + w * (ul + vl) / 2;
-            p2_[b + 1] = p2_[b] + w * (ul * ul + ul * vl + vl * vl) / 3;
+            const double w = static_cast<double>(c[b]);
+            lo_[b] = u, hi_[b] = v, count_[b] = w;
+            bin[b] = {w, w * (u + v) / 2, w * (u * u + u * v + v * v) / 3};
         }
+        // cum_[b] = moments of bins [pivot, b) for b >= pivot, minus those of [b, pivot) below it.
+        const double fp = std::floor((0.0 - origin_) / width_);
+        pivot_ = fp <= 0 ? 0 : std::min(static_cast<std::size_t>(fp), n);
+        cum_.assign(n + 1, moments{});
+        for (std::size_t b = pivot_; b < n; ++b)
+            cum_[b + 1] = {cum_[b].m0 + bin[b].m0, cum_[b].m1 + bin[b].m1, cum_[b].m2 + bin[b].m2};
+        for (std::size_t b = pivot_; b-- > 0;)
+            cum_[b] = {cum_[b + 1].m0 - bin[b].m0, cum_[b + 1].m1 - bin[b].m1, cum_[b + 1].m2 - bin[b].m2};
+        count_prefix_.assign(n + 1, 0.0);
+        for (std::size_t b = 0; b < n; ++b) count_prefix_[b + 1] = count_prefix_[b] + count_[b];
     }
 
     std::size_t num_bins() const noexcept { return count_.size(); }
     double min() const noexcept { return min_; }
     double max() const noexcept { return max_; }
-    moments total() const noexcept { return {p0_.back(), p1_.back(), p2_.back()}; }
-
-    /// Mass and first two moments of the part of the distribution strictly below x.
-    moments below(double x) const noexcept {
-        if (!(x > min_)) return {};
-        if (x > max_) return total();
-        const std::size_t b = bin_of(x);
-        moments m{p0_[b], p1_[b], p2_[b]};
-        if (count_[b] == 0 || !(x > lo_[b])) return m;
-        if (!(x < hi_[b]) || hi_[b] <= lo_[b]) return {p0_[b + 1], p1_[b + 1], p2_[b + 1]};  // whole bin
-        const moment_acc u = lo_[b], v = hi_[b], xl = x;
-        const moment_acc d = count_[b] / (v - u);
-        m.m0 += d * (xl - u);
-        m.m1 += d * (xl * xl - u * u) / 2;
-        m.m2 += d * (xl * xl * xl - u * u * u) / 3;
-        return m;
-    }
+    moments total() const noexcept { return cum_.back() - cum_.front(); }
+    /// The part strictly below x, and the part in [x, y) (point masses at x count in it).
+    moments below(double x) const noexcept { return cum(x) - cum_.front(); }
+    moments between(double x, double y) const noexcept { return cum(y) - cum(x); }
 
     /// Value below which a fraction q of the mass lies (piecewise-uniform inverse CDF); q in [0, 1].
     double quantile(double q) const noexcept {
-        const double target = q * static_cast<double>(p0_.back());
+        const double target = q * count_prefix_.back();
         if (target <= 0) return min_;
-        if (target >= static_cast<double>(p0_.back())) return max_;
+        if (target >= count_prefix_.back()) return max_;
         // First bin whose cumulative count reaches the target.
-        const auto it = std::lower_bound(p0_.begin() + 1, p0_.end(), target);
-        const std::size_t b = static_cast<std::size_t>(it - p0_.begin()) - 1;
+        const auto it = std::lower_bound(count_prefix_.begin() + 1, count_prefix_.end(), target);
+        const std::size_t b = static_cast<std::size_t>(it - count_prefix_.begin()) - 1;
         const double u = lo_[b], v = hi_[b], c = count_[b];
         if (c == 0 || v <= u) return u;
-        return std::clamp(u + (target - static_cast<double>(p0_[b])) / c * (v - u), u, v);
+        return std::clamp(u + (target - count_prefix_[b]) / c * (v - u), u, v);
     }
 
     /// Squared-error sums of quantize-dequantize with e over the modelled distribution.
@@ -104,11 +97,9 @@ public:
         const double a = e.min(), b = e.max();
         error_parts r;
         const moments lo = below(a);
-        const moments hi = below(b);
-        const moments t = total();
-        const moment_acc al = a, bl = b;
-        r.clip = std::max(0.0, static_cast<double>(lo.m2 - 2 * al * lo.m1 + al * al * lo.m0));
-        r.clip += std::max(0.0, static_cast<double>((t.m2 - hi.m2) - 2 * bl * (t.m1 - hi.m1) + bl * bl * (t.m0 - hi.m0)));
+        const moments hi = cum_.back() - cum(b);
+        r.clip = std::max(0.0, lo.m2 - 2 * a * lo.m1 + a * a * lo.m0) +
+                 std::max(0.0, hi.m2 - 2 * b * hi.m1 + b * b * hi.m0);
         const double p = std::max(a, min_), q = std::min(b, max_);
         if (!(p <= q)) return r;
         const double cells = std::nearbyint(q / s) - std::nearbyint(p / s) + 1;
@@ -138,17 +129,16 @@ public:
         return sum;
     }
 
-    /// Rounding error summed per grid cell from prefix moments (public for tests).
+    /// Rounding error summed per grid cell from the cumulative moments (public for tests).
     double round_by_cells(double s, double p, double q) const noexcept {
         double sum = 0;
         const double m_first = std::nearbyint(p / s), m_last = std::nearbyint(q / s);
-        moments left = below(p);
+        moments left = cum(p);
         for (double m = m_first; m <= m_last; m += 1) {
-            const double edge = std::min(q, (m + 0.5) * s);
-            const moments right = m == m_last ? below_inclusive(q) : below(edge);
-            const moment_acc g = m * s;
-            const moment_acc m0 = right.m0 - left.m0, m1 = right.m1 - left.m1, m2 = right.m2 - left.m2;
-            sum += std::max(0.0, static_cast<double>(m2 - 2 * g * m1 + g * g * m0));
+            const moments right = m == m_last ? cum_inclusive(q) : cum(std::min(q, (m + 0.5) * s));
+            const moments d = right - left;
+            const double g = m * s;
+            sum += std::max(0.0, d.m2 - 2 * g * d.m1 + g * g * d.m0);
             left = right;
         }
         return sum;
@@ -181,13 +171,26 @@ private:
         if (!(f > 0)) return 0;
         return std::min(static_cast<std::size_t>(f), count_.size() - 1);
     }
-    moments below_inclusive(double x) const noexcept {
-        return x >= max_ ? total() : below(std::nextafter(x, max_ + 1.0));
+    /// Pivot-relative cumulative moments of the part strictly below x.
+    moments cum(double x) const noexcept {
+        if (!(x > min_)) return cum_.front();
+        if (x > max_) return cum_.back();
+        const std::size_t b = bin_of(x);
+        const double u = lo_[b], v = hi_[b], c = count_[b];
+        if (c == 0 || !(x > u)) return cum_[b];
+        if (!(x < v) || v <= u) return cum_[b + 1];  // the whole bin (a point mass at u counts once x > u)
+        const double d = c / (v - u);
+        const moments& m = cum_[b];
+        return {m.m0 + d * (x - u), m.m1 + d * (x * x - u * u) / 2, m.m2 + d * (x * x * x - u * u * u) / 3};
+    }
+    moments cum_inclusive(double x) const noexcept {
+        return x >= max_ ? cum_.back() : cum(std::nextafter(x, max_ + 1.0));
     }
 
     double min_, max_, origin_, width_;
-    std::vector<double> lo_, hi_, count_;
-    std::vector<moment_acc> p0_, p1_, p2_;
+    std::vector<double> lo_, hi_, count_, count_prefix_;
+    std::size_t pivot_ = 0;
+    std::vector<moments> cum_;
 };
 
 }  // namespace quantsim::detail
