@@ -1,6 +1,11 @@
-// Thread control for quantsim's kernels: one OpenMP team size for every kernel of a run, set by the executor.
-// Kernels partition their own work into tasks (images x column tiles x ...), so any Eigen product called inside a
-// task runs single-threaded (Eigen does not nest into an active OpenMP team): no oversubscription.
+// Thread control for quantsim's kernels: one team size for every kernel of a run, set by the executor.
+//
+// Kernels split their work into tasks (images x column tiles, channel planes, rows) and hand them to
+// detail::parallel_for. Tasks are taken dynamically from an atomic counter by a small persistent pool, and a call
+// returns as soon as every task is done: a thread that the OS has descheduled is never waited for unless it holds
+// a task. (OpenMP's fork/join barrier waits for every team member; on a machine with more runnable threads than
+// cores that made a 2-thread run several times slower than a 1-thread run.) Workers spin briefly for the next
+// task set, then sleep. Eigen's own parallel GEMM is not used, so nothing nests or oversubscribes.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +20,12 @@ inline int& kernel_threads_ref() noexcept {
     thread_local int n = 0;
     return n;
 }
+
+/// True on a pool worker, or while the calling thread runs tasks of a parallel_for (nested calls run serially).
+bool in_parallel_region() noexcept;
+
+/// Runs fn(ctx, i) for i in [0, n) on up to `threads` threads (the caller included). fn must not throw.
+void parallel_for_impl(std::int64_t n, void (*fn)(void*, std::int64_t), void* ctx, int threads);
 
 }  // namespace detail
 
@@ -41,27 +52,27 @@ private:
 
 namespace detail {
 
-/// Runs fn(i) for i in [0, n) on kernel_threads() threads (static schedule). fn must not throw.
+/// Runs fn(i) for i in [0, n) on kernel_threads() threads. fn must not throw.
 template <class F>
 void parallel_for(std::int64_t n, F&& fn) {
     if (n <= 0) return;
-#if QUANTSIM_HAS_OPENMP
     const int nt = static_cast<int>(std::min<std::int64_t>(kernel_threads(), n));
-    if (nt > 1 && !omp_in_parallel()) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+    if (nt <= 1 || in_parallel_region()) {
         for (std::int64_t i = 0; i < n; ++i) fn(i);
         return;
     }
-#endif
-    for (std::int64_t i = 0; i < n; ++i) fn(i);
+    using G = std::remove_reference_t<F>;
+    parallel_for_impl(n, [](void* c, std::int64_t i) { (*static_cast<G*>(c))(i); }, static_cast<void*>(&fn), nt);
 }
 
-/// Runs fn(begin, end) on contiguous chunks of [0, n) of at least `grain` items, one chunk per thread at most.
+/// Runs fn(begin, end) on contiguous chunks of [0, n) of at least `grain` items (a few chunks per thread, so that
+/// a busy thread's share moves to the others).
 template <class F>
 void parallel_range(std::int64_t n, std::int64_t grain, F&& fn) {
     if (n <= 0) return;
     std::int64_t chunks = std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, grain));
-    chunks = std::min<std::int64_t>(chunks, kernel_threads());
+    const int threads = kernel_threads();
+    chunks = std::min<std::int64_t>(chunks, threads > 1 ? 4 * threads : 1);
     if (chunks <= 1) {
         fn(std::int64_t{0}, n);
         return;
