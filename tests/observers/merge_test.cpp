@@ -22,6 +22,19 @@ observer_options bins(std::size_t n, std::string label = {}) {
     return o;
 }
 
+// Every concrete observer satisfies its concept (a compile-time check).
+static_assert(range_observer<minmax_observer> && range_observer<moving_average_observer> &&
+              range_observer<percentile_observer> && range_observer<mse_observer> && range_observer<sqnr_observer> &&
+              range_observer<entropy_observer> && range_observer<observer>);
+static_assert(channel_range_observer<per_channel_minmax_observer> &&
+              channel_range_observer<per_channel_moving_average_observer> &&
+              channel_range_observer<per_channel_percentile_observer> &&
+              channel_range_observer<per_channel_mse_observer> && channel_range_observer<per_channel_sqnr_observer> &&
+              channel_range_observer<per_channel_entropy_observer> && channel_range_observer<channel_observer>);
+static_assert(!range_observer<per_channel_minmax_observer> && !channel_range_observer<minmax_observer>);
+static_assert(histogram_estimator<percentile_estimator> && histogram_estimator<mse_estimator> &&
+              histogram_estimator<sqnr_estimator> && histogram_estimator<entropy_estimator>);
+
 class MergeExact : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(MergeExact, HalvesAndRandomSplitsGiveTheWholeEncoding) {

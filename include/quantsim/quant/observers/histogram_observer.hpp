@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <span>
 #include <string>
 #include <utility>
@@ -161,11 +162,20 @@ public:
         check_bitwidth(spec.bitwidth, "quant_spec");
         std::vector<value_range> out(hist_.size());
         const auto n = static_cast<std::int64_t>(hist_.size());
+        std::vector<std::exception_ptr> errors(hist_.size());  // exceptions must not leave an OpenMP region
 #if QUANTSIM_HAS_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1)
 #endif
-        for (std::int64_t c = 0; c < n; ++c)
-            out[static_cast<std::size_t>(c)] = est_.select(hist_[static_cast<std::size_t>(c)], spec);
+        for (std::int64_t c = 0; c < n; ++c) {
+            const auto i = static_cast<std::size_t>(c);
+            try {
+                out[i] = est_.select(hist_[i], spec);
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        }
+        for (const auto& e : errors)
+            if (e) std::rethrow_exception(e);
         return out;
     }
     quant_params compute(const quant_spec& spec) const {

@@ -6,8 +6,8 @@
 // rounding, strict/unsigned symmetric grids and every bit width are accounted for).
 // Candidates respect the scheme: symmetric grids search the clip magnitude t in (0, absmax] (1-D), asymmetric
 // grids search both ends [f * min, g * max] (2-D). The search is a coarse grid of fractions (linear, plus a
-// geometric tail down to ~1e-3 of the range for heavy tails) refined twice around the best. Cost: O(candidates
-// x min(grid cells, bins)); about 170 candidates (symmetric) or 1800 (asymmetric). AIMET's MSE analyzer
+// geometric tail down to ~1e-3 of the range for heavy tails) refined around the best. Cost: O(candidates
+// x min(grid cells, bins)); about 110 candidates (symmetric) or 1900 (asymmetric). AIMET's MSE analyzer
 // instead tries every pair of bin edges (O(bins^2) candidates, each O(bins)).
 #pragma once
 
@@ -30,17 +30,17 @@ public:
         const detail::histogram_model m(h);
         const auto cost = [&](double lo, double hi) { return m.error(encoding_from_range(lo, hi, spec)).total(); };
         if (detail::symmetric_search(spec)) {
-            static const auto grid = detail::clip_fractions(128, 20);
+            static const auto grid = detail::clip_fractions(64, 20);
             const double f = detail::minimize_1d(
                 [&](double t) {
                     const auto r = detail::symmetric_candidate(b, t * b.absmax);
                     return cost(r.min, r.max);
                 },
-                grid, 2, 12);
+                grid, 3, 8);
             return detail::symmetric_candidate(b, f * b.absmax);
         }
         if (b.min0 == 0 || b.max0 == 0) {  // one-sided data: only the far end can be clipped
-            static const auto grid = detail::clip_fractions(128, 20);
+            static const auto grid = detail::clip_fractions(64, 20);
             const bool pos = b.min0 == 0;
             // The kept end stays at the observed value (the grid includes 0 anyway).
             const auto range = [&](double t) {
@@ -52,7 +52,7 @@ public:
                     const auto r = range(t);
                     return cost(r.min, r.max);
                 },
-                grid, 2, 12);
+                grid, 3, 8);
             return range(f);
         }
         static const auto grid = detail::clip_fractions(32, 10);
