@@ -1,11 +1,11 @@
 // Observer throughput (observe() over 16M floats, 1 and 2 threads: split, observe, merge) against a read-only
 // baseline in the same binary, plus the cost of compute() (the range searches) and of per-channel observers.
 //   build-obs/bin/bench_observers --benchmark_filter='Read|Observe'
-#include <benchmark/benchmark.h>
-
 #include <cstddef>
 #include <random>
 #include <vector>
+
+#include <benchmark/benchmark.h>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -98,8 +98,12 @@ void observe_bench(benchmark::State& state, Make make) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(x.size() * 4));
 }
 
-void BM_ObserveMinMax(benchmark::State& s) { observe_bench(s, [] { return minmax_observer{}; }); }
-void BM_ObserveEma(benchmark::State& s) { observe_bench(s, [] { return moving_average_observer{}; }); }
+void BM_ObserveMinMax(benchmark::State& s) {
+    observe_bench(s, [] { return minmax_observer{}; });
+}
+void BM_ObserveEma(benchmark::State& s) {
+    observe_bench(s, [] { return moving_average_observer{}; });
+}
 void BM_ObserveHistogram(benchmark::State& s) {
     observe_bench(s, [] { return sqnr_observer(sqnr_estimator{}); });
 }
@@ -120,11 +124,21 @@ void compute_bench(benchmark::State& state, E est, int bits = 8) {
     for (auto _ : state) benchmark::DoNotOptimize(o.compute(spec));
     state.counters["bins"] = static_cast<double>(o.histogram().num_bins());
 }
-void BM_ComputePercentile(benchmark::State& s) { compute_bench(s, percentile_estimator(99.99)); }
-void BM_ComputeMse(benchmark::State& s) { compute_bench(s, mse_estimator{}); }
-void BM_ComputeMse16(benchmark::State& s) { compute_bench(s, mse_estimator{}, 16); }
-void BM_ComputeSqnr(benchmark::State& s) { compute_bench(s, sqnr_estimator{}); }
-void BM_ComputeEntropy(benchmark::State& s) { compute_bench(s, entropy_estimator{}); }
+void BM_ComputePercentile(benchmark::State& s) {
+    compute_bench(s, percentile_estimator(99.99));
+}
+void BM_ComputeMse(benchmark::State& s) {
+    compute_bench(s, mse_estimator{});
+}
+void BM_ComputeMse16(benchmark::State& s) {
+    compute_bench(s, mse_estimator{}, 16);
+}
+void BM_ComputeSqnr(benchmark::State& s) {
+    compute_bench(s, sqnr_estimator{});
+}
+void BM_ComputeEntropy(benchmark::State& s) {
+    compute_bench(s, entropy_estimator{});
+}
 BENCHMARK(BM_ComputePercentile)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ComputeMse)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ComputeMse16)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
@@ -165,8 +179,12 @@ void per_channel_compute_bench(benchmark::State& state, E est) {
     spec.scheme = qscheme::symmetric;
     for (auto _ : state) benchmark::DoNotOptimize(o.compute(spec));
 }
-void BM_PerChannelComputeMse(benchmark::State& s) { per_channel_compute_bench(s, mse_estimator{}); }
-void BM_PerChannelComputeSqnr(benchmark::State& s) { per_channel_compute_bench(s, sqnr_estimator{}); }
+void BM_PerChannelComputeMse(benchmark::State& s) {
+    per_channel_compute_bench(s, mse_estimator{});
+}
+void BM_PerChannelComputeSqnr(benchmark::State& s) {
+    per_channel_compute_bench(s, sqnr_estimator{});
+}
 BENCHMARK(BM_PerChannelComputeMse)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PerChannelComputeSqnr)->Unit(benchmark::kMillisecond);
 

@@ -1,12 +1,12 @@
 // The histogram estimators: percentile quantiles, MSE/SQNR beating min-max on heavy tails and not losing on
 // uniform data, entropy clipping outliers, every scheme and bit width giving a valid encoding, and the error
 // model's two integration paths agreeing with each other and with sampling.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <quantsim/quant/observers.hpp>
 
@@ -16,8 +16,8 @@ namespace {
 
 using namespace quantsim;
 
-constexpr double model_paths_rel_tolerance = 1e-9;   // cells vs bins integration of the same model
-constexpr double model_sampling_rel_tolerance = 2e-3; // exact model vs 4096 samples per bin
+constexpr double model_paths_rel_tolerance = 1e-9;     // cells vs bins integration of the same model
+constexpr double model_sampling_rel_tolerance = 2e-3;  // exact model vs 4096 samples per bin
 // Quantization MSE relative to min-max's on heavy-tailed data (measured: about 0.15-0.3 at 4 bits, 0.68-0.84
 // (MSE) and 0.78-0.90 (SQNR, which penalizes clipping 3x) at 8 bits).
 constexpr double mse_gain_4bit = 0.5, sqnr_gain_4bit = 0.5;
@@ -35,7 +35,8 @@ histogram_observer<E> observed(E est, const std::vector<float>& x, std::size_t b
 
 double empirical_quantile(std::vector<float> x, double q) {
     std::sort(x.begin(), x.end());
-    const auto i = static_cast<std::size_t>(std::clamp(q * static_cast<double>(x.size()), 0.0, static_cast<double>(x.size() - 1)));
+    const auto i =
+        static_cast<std::size_t>(std::clamp(q * static_cast<double>(x.size()), 0.0, static_cast<double>(x.size() - 1)));
     return x[i];
 }
 
@@ -156,10 +157,13 @@ TEST(EntropyEstimator, ClipsOutliers) {
 TEST(HistogramEstimators, EverySchemeAndBitWidthGivesAValidEncoding) {
     const std::uint32_t seed = qtest::default_seed + 26;
     SCOPED_TRACE(qtest::seed_trace(seed));
-    const std::vector<std::vector<float>> datasets = {
-        qtest::laplace_with_outliers(5000, seed), qtest::uniform(3000, seed, 0.5f, 4.0f),
-        qtest::uniform(3000, seed, -7.0f, -0.25f), std::vector<float>(100, 1.5f), std::vector<float>(50, 0.0f),
-        qtest::uniform(2000, seed, 1000.0f, 1000.5f), qtest::normal(2000, seed, 0, 1e-20f)};
+    const std::vector<std::vector<float>> datasets = {qtest::laplace_with_outliers(5000, seed),
+                                                      qtest::uniform(3000, seed, 0.5f, 4.0f),
+                                                      qtest::uniform(3000, seed, -7.0f, -0.25f),
+                                                      std::vector<float>(100, 1.5f),
+                                                      std::vector<float>(50, 0.0f),
+                                                      qtest::uniform(2000, seed, 1000.0f, 1000.5f),
+                                                      qtest::normal(2000, seed, 0, 1e-20f)};
     for (std::size_t d = 0; d < datasets.size(); ++d) {
         const auto& x = datasets[d];
         const std::vector<observer> obs = {make_observer("percentile:99.5"), make_observer("mse"),
@@ -205,8 +209,10 @@ TEST(HistogramModel, IntegrationPathsAgree) {
         const detail::histogram_model m(h);
         for (int bits : {3, 5, 8}) {
             for (double frac : {1.0, 0.3, 0.05}) {
-                const auto e = encoding_from_range(h.min() * frac, h.max() * frac, qtest::spec(bits, qscheme::asymmetric));
-                const double p = std::max(e.min(), static_cast<double>(h.min())), q = std::min(e.max(), static_cast<double>(h.max()));
+                const auto e =
+                    encoding_from_range(h.min() * frac, h.max() * frac, qtest::spec(bits, qscheme::asymmetric));
+                const double p = std::max(e.min(), static_cast<double>(h.min())),
+                             q = std::min(e.max(), static_cast<double>(h.max()));
                 if (!(p < q)) continue;
                 const double cells = m.round_by_cells(e.scale, p, q), bins = m.round_by_bins(e.scale, p, q);
                 EXPECT_NEAR(cells, bins, model_paths_rel_tolerance * bins + 1e-12) << bits << " bits, frac " << frac;

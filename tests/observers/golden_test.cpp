@@ -1,13 +1,13 @@
 // PyTorch parity: our min-max observers + encoding_from_range(range_convention::pytorch) must reproduce torch's
 // MinMaxObserver / PerChannelMinMaxObserver / MovingAverage(PerChannel)MinMaxObserver qparams bit for bit.
 // Vectors: tests/golden/observer_golden.json from tests/golden/make_observer_golden.py (torch 1.13).
-#include <gtest/gtest.h>
-
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
 #include <quantsim/quant/observers.hpp>
 
 #include "observer_test_util.hpp"

@@ -1,12 +1,12 @@
 // exact_histogram: the state depends only on the multiset of values (batching, order and merge splits do not
 // matter), re-binning on growth keeps every value, bad input is rejected with the right error.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <quantsim/quant/observers.hpp>
 

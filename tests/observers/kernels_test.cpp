@@ -1,11 +1,11 @@
 // The vectorized kernels against their *_ref twins: min/max scans (all tail lengths, NaN/Inf anywhere) and the
 // histogram counting kernel (bin indices exact, including values that underflow and extreme levels).
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <quantsim/quant/observers.hpp>
 
@@ -53,8 +53,8 @@ TEST(ObserverKernels, ScanMinMaxDetectsNonFiniteAnywhere) {
 TEST(ObserverKernels, ChannelScanMatchesPerChannelLoop) {
     const std::uint32_t seed = qtest::default_seed + 1;
     SCOPED_TRACE(qtest::seed_trace(seed));
-    for (auto [outer, channels, inner] : {std::array<std::int64_t, 3>{7, 5, 1}, {3, 4, 3}, {2, 3, 17}, {1, 6, 5},
-                                          {5, 1, 40}, {9, 33, 2}}) {
+    for (auto [outer, channels, inner] :
+         {std::array<std::int64_t, 3>{7, 5, 1}, {3, 4, 3}, {2, 3, 17}, {1, 6, 5}, {5, 1, 40}, {9, 33, 2}}) {
         const auto x = qtest::normal(static_cast<std::size_t>(outer * channels * inner), seed);
         std::vector<minmax_pair> fast(static_cast<std::size_t>(channels)), ref(static_cast<std::size_t>(channels));
         ASSERT_TRUE(detail::scan_channel_minmax(x.data(), outer, channels, inner, fast.data()));
@@ -89,8 +89,8 @@ void check_counts(const std::vector<float>& x, std::size_t max_bins) {
 TEST(ObserverKernels, HistogramCountMatchesReference) {
     const std::uint32_t seed = qtest::default_seed + 2;
     SCOPED_TRACE(qtest::seed_trace(seed));
-    check_counts(qtest::normal(100000, seed), 2048);      // sub-histogram path
-    check_counts(qtest::normal(37, seed), 2048);          // direct path
+    check_counts(qtest::normal(100000, seed), 2048);              // sub-histogram path
+    check_counts(qtest::normal(37, seed), 2048);                  // direct path
     check_counts(qtest::uniform(50000, seed, 3.0f, 3.001f), 64);  // narrow range far from 0 (index floor)
     check_counts(qtest::normal(20000, seed, 0, 1e-30f), 512);     // tiny values
     check_counts(qtest::normal(20000, seed, 0, 1e30f), 512);      // huge values

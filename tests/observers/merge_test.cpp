@@ -1,10 +1,10 @@
 // merge(): observers of two halves (or any split) of the data give exactly the encoding of observing all of it,
 // for every observer except the moving average (whose merge is concatenation, tested in minmax_test.cpp).
 // Also: per-channel histogram observers against a per-channel loop, configuration checks, observe_parallel.
-#include <gtest/gtest.h>
-
 #include <random>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <quantsim/quant/observers.hpp>
 
@@ -195,8 +195,7 @@ TEST(ObserveParallel, EqualsSerialObservation) {
         observe_parallel(o, y, 2);
         FAIL();
     } catch (const numeric_error& e) {
-        EXPECT_NE(std::string(e.what()).find("element " + std::to_string(y.size() - 5)), std::string::npos)
-            << e.what();
+        EXPECT_NE(std::string(e.what()).find("element " + std::to_string(y.size() - 5)), std::string::npos) << e.what();
     }
     EXPECT_EQ(o, before);
 }

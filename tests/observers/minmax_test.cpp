@@ -1,10 +1,10 @@
 // Min-max family: running bounds, moving average (torch semantics; merge = concatenation), per-channel along any
 // axis (checked against a per-channel loop), and error behaviour.
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <quantsim/quant/observers.hpp>
 
@@ -123,9 +123,12 @@ TEST(MovingAverageObserver, MergeIsConcatenation) {
         qr.merge(r);
         auto right = p;
         right.merge(qr);
-        EXPECT_NEAR(left.observed_range().max, all.observed_range().max, ema_merge_tolerance * std::fabs(all.observed_range().max));
-        EXPECT_NEAR(right.observed_range().max, all.observed_range().max, ema_merge_tolerance * std::fabs(all.observed_range().max));
-        EXPECT_NEAR(right.observed_range().min, all.observed_range().min, ema_merge_tolerance * std::fabs(all.observed_range().min));
+        EXPECT_NEAR(left.observed_range().max, all.observed_range().max,
+                    ema_merge_tolerance * std::fabs(all.observed_range().max));
+        EXPECT_NEAR(right.observed_range().max, all.observed_range().max,
+                    ema_merge_tolerance * std::fabs(all.observed_range().max));
+        EXPECT_NEAR(right.observed_range().min, all.observed_range().min,
+                    ema_merge_tolerance * std::fabs(all.observed_range().min));
     }
     // Merging with an empty observer is the identity; different constants do not merge.
     moving_average_observer a(0.1), e(0.1);
@@ -144,7 +147,8 @@ std::vector<float> channel_values(const std::vector<float>& x, const shape_t& sh
     const auto l = detail::layout_around(shape, axis);
     std::vector<float> v;
     for (std::int64_t o = 0; o < l.outer; ++o)
-        for (std::int64_t i = 0; i < l.inner; ++i) v.push_back(x[static_cast<std::size_t>((o * l.channels + c) * l.inner + i)]);
+        for (std::int64_t i = 0; i < l.inner; ++i)
+            v.push_back(x[static_cast<std::size_t>((o * l.channels + c) * l.inner + i)]);
     return v;
 }
 
@@ -184,14 +188,14 @@ TEST(PerChannelMinMaxObserver, MergeAndErrors) {
     b.observe(y, {4, 15});
     a.merge(b);
     EXPECT_EQ(a, all);
-    EXPECT_THROW(a.observe(x, {15, 4}), shape_error);           // 4 channels now
-    EXPECT_THROW(a.observe(x, {4, 16}), shape_error);           // size mismatch
+    EXPECT_THROW(a.observe(x, {15, 4}), shape_error);                                    // 4 channels now
+    EXPECT_THROW(a.observe(x, {4, 16}), shape_error);                                    // size mismatch
     EXPECT_THROW(per_channel_minmax_observer(2).observe(x, {4, 15}), invalid_argument);  // bad axis
     per_channel_minmax_observer c(0);
-    EXPECT_THROW(a.merge(c), invalid_argument);                 // axis differs
+    EXPECT_THROW(a.merge(c), invalid_argument);  // axis differs
     per_channel_minmax_observer d(1);
     d.observe(x, {6, 10});
-    EXPECT_THROW(a.merge(d), invalid_argument);                 // channel count differs
+    EXPECT_THROW(a.merge(d), invalid_argument);  // channel count differs
     EXPECT_THROW((void)per_channel_minmax_observer(0).compute({}), calibration_error);
     // Unsigned symmetric: one grid for all channels, unsigned only if every channel is non-negative.
     per_channel_minmax_observer pos(0), mixed(0);

@@ -1,8 +1,6 @@
 // Shared helpers for the observer tests: seeded data generators and a plain quantize-dequantize error.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include <quantsim/quant/observers.hpp>
 
 namespace qtest {
@@ -18,7 +18,9 @@ namespace qtest {
 /// Seeds are fixed so failures reproduce; every test prints its seed through SCOPED_TRACE.
 constexpr std::uint32_t default_seed = 0x5eed0b5u;
 
-inline std::string seed_trace(std::uint32_t seed) { return "seed = " + std::to_string(seed); }
+inline std::string seed_trace(std::uint32_t seed) {
+    return "seed = " + std::to_string(seed);
+}
 
 inline std::vector<float> normal(std::size_t n, std::uint32_t seed, float mean = 0, float stddev = 1) {
     std::mt19937 rng(seed);

@@ -31,23 +31,27 @@ enum class range_method_kind : std::uint8_t { minmax, moving_average, percentile
 /// A parsed range-estimation method.
 struct range_method {
     range_method_kind kind = range_method_kind::minmax;
-    double percentile = 100;  ///< percentile only
+    double percentile = 100;                                                          ///< percentile only
     double averaging_constant = moving_average_observer::default_averaging_constant;  ///< moving_average only
 
     /// Canonical name: "minmax", "ema:0.01", "percentile:99.99", "mse", "sqnr", "entropy".
     std::string to_string() const {
         char buf[64];
         switch (kind) {
-            case range_method_kind::minmax: return "minmax";
+            case range_method_kind::minmax:
+                return "minmax";
             case range_method_kind::moving_average:
                 std::snprintf(buf, sizeof buf, "ema:%.15g", averaging_constant);
                 return buf;
             case range_method_kind::percentile:
                 std::snprintf(buf, sizeof buf, "percentile:%.15g", percentile);
                 return buf;
-            case range_method_kind::mse: return "mse";
-            case range_method_kind::sqnr: return "sqnr";
-            case range_method_kind::entropy: return "entropy";
+            case range_method_kind::mse:
+                return "mse";
+            case range_method_kind::sqnr:
+                return "sqnr";
+            case range_method_kind::entropy:
+                return "entropy";
         }
         return "unknown";
     }
@@ -70,8 +74,7 @@ inline range_method parse_range_method(std::string_view text) {
         return v;
     };
     const auto no_value = [&] {
-        if (has_value)
-            QUANTSIM_THROW(invalid_argument, "range method '", text, "': '", name, "' takes no value");
+        if (has_value) QUANTSIM_THROW(invalid_argument, "range method '", text, "': '", name, "' takes no value");
     };
     range_method m;
     if (name == "minmax" || name == "tf") {
@@ -136,8 +139,8 @@ public:
 
     observer() = default;  ///< a minmax observer
     template <class O>
-        requires(!std::same_as<std::decay_t<O>, observer> && std::is_constructible_v<variant_type, O>)
-    observer(O&& o) : v_(std::forward<O>(o)) {}  // NOLINT(google-explicit-constructor): value-like wrapper
+    requires(!std::same_as<std::decay_t<O>, observer> && std::is_constructible_v<variant_type, O>) observer(O&& o)
+        : v_(std::forward<O>(o)) {}  // NOLINT(google-explicit-constructor): value-like wrapper
 
     std::string name() const { return detail::alternative_name(v_); }
     const std::string& label() const {
@@ -189,8 +192,9 @@ public:
 
     channel_observer() = default;  ///< a per-channel minmax observer on axis 0
     template <class O>
-        requires(!std::same_as<std::decay_t<O>, channel_observer> && std::is_constructible_v<variant_type, O>)
-    channel_observer(O&& o) : v_(std::forward<O>(o)) {}  // NOLINT(google-explicit-constructor)
+    requires(!std::same_as<std::decay_t<O>, channel_observer> && std::is_constructible_v<variant_type, O>)
+        channel_observer(O&& o)
+        : v_(std::forward<O>(o)) {}  // NOLINT(google-explicit-constructor)
 
     std::string name() const { return detail::alternative_name(v_); }
     int axis() const {
@@ -227,13 +231,18 @@ private:
 
 inline observer make_observer(const range_method& m, const observer_options& opt = {}) {
     switch (m.kind) {
-        case range_method_kind::minmax: return minmax_observer(opt.label);
-        case range_method_kind::moving_average: return moving_average_observer(m.averaging_constant, opt.label);
+        case range_method_kind::minmax:
+            return minmax_observer(opt.label);
+        case range_method_kind::moving_average:
+            return moving_average_observer(m.averaging_constant, opt.label);
         case range_method_kind::percentile:
             return percentile_observer(percentile_estimator(m.percentile), opt.bins, opt.label);
-        case range_method_kind::mse: return mse_observer(mse_estimator{}, opt.bins, opt.label);
-        case range_method_kind::sqnr: return sqnr_observer(sqnr_estimator{}, opt.bins, opt.label);
-        case range_method_kind::entropy: return entropy_observer(entropy_estimator{}, opt.bins, opt.label);
+        case range_method_kind::mse:
+            return mse_observer(mse_estimator{}, opt.bins, opt.label);
+        case range_method_kind::sqnr:
+            return sqnr_observer(sqnr_estimator{}, opt.bins, opt.label);
+        case range_method_kind::entropy:
+            return entropy_observer(entropy_estimator{}, opt.bins, opt.label);
     }
     QUANTSIM_THROW(invalid_argument, "make_observer: unknown range method");
 }
@@ -244,13 +253,16 @@ inline observer make_observer(std::string_view method, const observer_options& o
 
 inline channel_observer make_channel_observer(const range_method& m, int axis, const observer_options& opt = {}) {
     switch (m.kind) {
-        case range_method_kind::minmax: return per_channel_minmax_observer(axis, opt.label);
+        case range_method_kind::minmax:
+            return per_channel_minmax_observer(axis, opt.label);
         case range_method_kind::moving_average:
             return per_channel_moving_average_observer(axis, m.averaging_constant, opt.label);
         case range_method_kind::percentile:
             return per_channel_percentile_observer(percentile_estimator(m.percentile), axis, opt.bins, opt.label);
-        case range_method_kind::mse: return per_channel_mse_observer(mse_estimator{}, axis, opt.bins, opt.label);
-        case range_method_kind::sqnr: return per_channel_sqnr_observer(sqnr_estimator{}, axis, opt.bins, opt.label);
+        case range_method_kind::mse:
+            return per_channel_mse_observer(mse_estimator{}, axis, opt.bins, opt.label);
+        case range_method_kind::sqnr:
+            return per_channel_sqnr_observer(sqnr_estimator{}, axis, opt.bins, opt.label);
         case range_method_kind::entropy:
             return per_channel_entropy_observer(entropy_estimator{}, axis, opt.bins, opt.label);
     }

@@ -88,8 +88,7 @@ public:
     static constexpr double default_max_clip_fraction = 0.05;
 
     /// max_clip_fraction in [0, 1): the largest fraction of the values a window may clip.
-    explicit entropy_estimator(double max_clip_fraction = default_max_clip_fraction)
-        : max_clip_(max_clip_fraction) {
+    explicit entropy_estimator(double max_clip_fraction = default_max_clip_fraction) : max_clip_(max_clip_fraction) {
         if (!(max_clip_fraction >= 0 && max_clip_fraction < 1))
             QUANTSIM_THROW(invalid_argument, "entropy observer: max_clip_fraction ", max_clip_fraction,
                            " is outside [0, 1)");
@@ -106,10 +105,10 @@ public:
         const auto counts = h.counts();
         const auto limit = static_cast<std::int64_t>(h.max_bins());
         if (detail::symmetric_search(spec)) {
-            const bool unsigned_grid = spec.unsigned_symmetric && b.obs_min >= 0 &&
-                                       spec.convention == range_convention::aimet;
-            const std::int64_t nq = unsigned_grid ? (std::int64_t{1} << spec.bitwidth) - 1
-                                                  : std::int64_t{1} << (spec.bitwidth - 1);
+            const bool unsigned_grid =
+                spec.unsigned_symmetric && b.obs_min >= 0 && spec.convention == range_convention::aimet;
+            const std::int64_t nq =
+                unsigned_grid ? (std::int64_t{1} << spec.bitwidth) - 1 : std::int64_t{1} << (spec.bitwidth - 1);
             // |x| bins: global bin g >= 0 is |x| bin g, g < 0 is |x| bin -g-1 (bins are aligned at 0).
             const std::int64_t span = std::max(last + 1, -first);
             int r = 0;
@@ -194,13 +193,13 @@ public:
         if (ls > 1 || rs > 1) {
             const std::size_t cl = best_li, cr = best_ri;
             for (std::size_t li = cl > ls ? cl - ls : 0; li < std::min(lefts.size(), cl + ls); ++li)
-                for (std::size_t ri = std::min(rights.size(), cr + rs); ri-- > (cr > rs ? cr - rs : 0);) consider(li, ri);
+                for (std::size_t ri = std::min(rights.size(), cr + rs); ri-- > (cr > rs ? cr - rs : 0);)
+                    consider(li, ri);
         }
         const double w = std::ldexp(1.0, h.level() + shift);
         const double lo = (static_cast<double>(best_l) + static_cast<double>(v0)) * w;
         const double hi = (static_cast<double>(best_r) + static_cast<double>(v0)) * w;
-        return {lo <= b.obs_min ? b.obs_min : std::max(lo, b.min0),
-                hi >= b.obs_max ? b.obs_max : std::min(hi, b.max0)};
+        return {lo <= b.obs_min ? b.obs_min : std::max(lo, b.min0), hi >= b.obs_max ? b.obs_max : std::min(hi, b.max0)};
     }
 
 private:

@@ -34,8 +34,7 @@ public:
     /// At most max_bins bins (>= 2; memory is 8 bytes per bin).
     explicit exact_histogram(std::size_t max_bins = default_bins) : max_bins_(max_bins) {
         if (max_bins < 2 || max_bins > max_allowed_bins)
-            QUANTSIM_THROW(invalid_argument, "histogram: bins = ", max_bins, " is outside [2, ", max_allowed_bins,
-                           "]");
+            QUANTSIM_THROW(invalid_argument, "histogram: bins = ", max_bins, " is outside [2, ", max_allowed_bins, "]");
     }
 
     std::size_t max_bins() const noexcept { return max_bins_; }
@@ -200,7 +199,9 @@ private:
         if (!counts_.empty()) {
             const int shift = std::min(k - level_, 63);
             for (std::size_t j = 0; j < counts_.size(); ++j)
-                if (counts_[j]) c[static_cast<std::size_t>(((first_ + static_cast<std::int64_t>(j)) >> shift) - first)] += counts_[j];
+                if (counts_[j])
+                    c[static_cast<std::size_t>(((first_ + static_cast<std::int64_t>(j)) >> shift) - first)] +=
+                        counts_[j];
         }
         counts_ = std::move(c);
         level_ = k;

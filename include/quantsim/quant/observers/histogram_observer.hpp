@@ -30,10 +30,10 @@ namespace quantsim {
 
 template <class E>
 concept histogram_estimator = std::copyable<E> && std::equality_comparable<E> &&
-                              requires(const E e, const exact_histogram& h, const quant_spec& s) {
-                                  { e.select(h, s) } -> std::same_as<value_range>;
-                                  { e.name() } -> std::convertible_to<std::string>;
-                              };
+    requires(const E e, const exact_histogram& h, const quant_spec& s) {
+    { e.select(h, s) } -> std::same_as<value_range>;
+    { e.name() } -> std::convertible_to<std::string>;
+};
 
 template <histogram_estimator E>
 class histogram_observer {
@@ -95,8 +95,8 @@ private:
 template <histogram_estimator E>
 class per_channel_histogram_observer {
 public:
-    explicit per_channel_histogram_observer(E estimator, int axis = 0,
-                                            std::size_t bins = exact_histogram::default_bins, std::string label = {})
+    explicit per_channel_histogram_observer(E estimator, int axis = 0, std::size_t bins = exact_histogram::default_bins,
+                                            std::string label = {})
         : est_(std::move(estimator)), axis_(axis), bins_(bins), label_(std::move(label)) {
         (void)exact_histogram(bins);  // validates the bin limit now
     }
@@ -143,8 +143,7 @@ public:
         if (!(o.est_ == est_))
             QUANTSIM_THROW(invalid_argument, where(), ": cannot merge with a ", o.est_.name(), " observer");
         if (o.bins_ != bins_)
-            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers of ", bins_, " and ", o.bins_,
-                           " bins");
+            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers of ", bins_, " and ", o.bins_, " bins");
         if (o.empty()) return;
         if (empty()) {
             hist_ = o.hist_, axis_ = o.axis_;
@@ -186,8 +185,9 @@ public:
         for (double m : mins)
             if (m < 0) s.unsigned_symmetric = false;
         const auto ranges = compute_ranges(s);
-        return detail::per_channel_params(channels(), axis_.resolved_axis(), s, mins,
-                                          [&](std::int64_t c, const quant_spec&) { return ranges[static_cast<std::size_t>(c)]; });
+        return detail::per_channel_params(
+            channels(), axis_.resolved_axis(), s, mins,
+            [&](std::int64_t c, const quant_spec&) { return ranges[static_cast<std::size_t>(c)]; });
     }
 
     bool operator==(const per_channel_histogram_observer& o) const noexcept {
@@ -195,7 +195,9 @@ public:
     }
 
 private:
-    std::string where() const { return detail::observer_where("per-channel " + est_.name(), label_); }
+    std::string where() const {
+        return detail::observer_where("per-channel " + est_.name(), label_);
+    }
 
     E est_;
     detail::channel_axis axis_;

@@ -46,8 +46,7 @@ struct ema_state {
 };
 
 inline void check_averaging_constant(double c, const char* who) {
-    if (!(c > 0 && c <= 1))
-        QUANTSIM_THROW(invalid_argument, who, ": averaging constant ", c, " is outside (0, 1]");
+    if (!(c > 0 && c <= 1)) QUANTSIM_THROW(invalid_argument, who, ": averaging constant ", c, " is outside (0, 1]");
 }
 
 }  // namespace detail
@@ -89,8 +88,8 @@ public:
     /// averaging constants differ.
     void merge(const moving_average_observer& o) {
         if (o.c_ != c_)
-            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers with averaging constants ", c_,
-                           " and ", o.c_);
+            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers with averaging constants ", c_, " and ",
+                           o.c_);
         if (o.n_ == 0) return;
         if (n_ == 0) {
             lo_ = o.lo_, hi_ = o.hi_, n_ = o.n_;

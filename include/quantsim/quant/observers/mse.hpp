@@ -56,8 +56,8 @@ public:
             return range(f);
         }
         static const auto grid = detail::clip_fractions(32, 10);
-        const auto [f, g] = detail::minimize_2d([&](double a, double c) { return cost(a * b.min0, c * b.max0); },
-                                                grid, 2, 8);
+        const auto [f, g] =
+            detail::minimize_2d([&](double a, double c) { return cost(a * b.min0, c * b.max0); }, grid, 2, 8);
         return {f * b.min0, g * b.max0};
     }
 };

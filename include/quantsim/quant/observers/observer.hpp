@@ -32,8 +32,8 @@ inline std::ostream& operator<<(std::ostream& os, const value_range& r) {
 
 /// A per-tensor observer: one encoding for everything it saw.
 template <class O>
-concept range_observer = std::copyable<O> && requires(O& o, const O& co, std::span<const float> s, const tensor& t,
-                                                        const quant_spec& spec) {
+concept range_observer = std::copyable<O> &&
+    requires(O& o, const O& co, std::span<const float> s, const tensor& t, const quant_spec& spec) {
     o.observe(s);
     o.observe(t);
     o.merge(co);
@@ -46,9 +46,9 @@ concept range_observer = std::copyable<O> && requires(O& o, const O& co, std::sp
 
 /// A per-channel observer: one encoding per index along an axis (weights' output channels, usually).
 template <class O>
-concept channel_range_observer = std::copyable<O> && requires(O& o, const O& co, std::span<const float> s,
-                                                              const tensor& t, const shape_t& shape,
-                                                              const quant_spec& spec) {
+concept channel_range_observer = std::copyable<O> &&
+    requires(O& o, const O& co, std::span<const float> s, const tensor& t, const shape_t& shape,
+             const quant_spec& spec) {
     o.observe(t);
     o.observe(s, shape);
     o.merge(co);
@@ -108,9 +108,12 @@ struct channel_layout {
 inline channel_layout layout_around(const shape_t& shape, int axis) {
     channel_layout l;
     for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
-        if (d < axis) l.outer *= shape[d];
-        else if (d == axis) l.channels = shape[d];
-        else l.inner *= shape[d];
+        if (d < axis)
+            l.outer *= shape[d];
+        else if (d == axis)
+            l.channels = shape[d];
+        else
+            l.inner *= shape[d];
     }
     return l;
 }

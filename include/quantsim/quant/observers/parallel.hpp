@@ -26,8 +26,8 @@ void observe_parallel(O& obs, std::span<const float> x, int num_threads = defaul
         return;
     } else {
         const std::size_t n = x.size();
-        const int t = static_cast<int>(
-            std::clamp<std::size_t>(n / observe_parallel_min_chunk, 1, static_cast<std::size_t>(std::max(num_threads, 1))));
+        const int t = static_cast<int>(std::clamp<std::size_t>(n / observe_parallel_min_chunk, 1,
+                                                               static_cast<std::size_t>(std::max(num_threads, 1))));
         if (t <= 1 || !QUANTSIM_HAS_OPENMP) {
             obs.observe(x);
             return;

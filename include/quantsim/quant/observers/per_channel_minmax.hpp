@@ -69,9 +69,10 @@ public:
         if (empty()) detail::throw_no_data(where());
         std::vector<double> mins;
         for (const auto& p : r_) mins.push_back(p.min);
-        return detail::per_channel_params(channels(), axis_.resolved_axis(), spec, mins, [&](std::int64_t c, const quant_spec&) {
-            return value_range{r_[static_cast<std::size_t>(c)].min, r_[static_cast<std::size_t>(c)].max};
-        });
+        return detail::per_channel_params(
+            channels(), axis_.resolved_axis(), spec, mins, [&](std::int64_t c, const quant_spec&) {
+                return value_range{r_[static_cast<std::size_t>(c)].min, r_[static_cast<std::size_t>(c)].max};
+            });
     }
 
     bool operator==(const per_channel_minmax_observer& o) const noexcept {
@@ -93,10 +94,9 @@ private:
 /// including what merge() means).
 class per_channel_moving_average_observer {
 public:
-    explicit per_channel_moving_average_observer(int axis = 0,
-                                                 double averaging_constant =
-                                                     moving_average_observer::default_averaging_constant,
-                                                 std::string label = {})
+    explicit per_channel_moving_average_observer(
+        int axis = 0, double averaging_constant = moving_average_observer::default_averaging_constant,
+        std::string label = {})
         : axis_(axis), c_(static_cast<float>(averaging_constant)), label_(std::move(label)) {
         detail::check_averaging_constant(averaging_constant, "per-channel moving-average observer");
     }
@@ -133,8 +133,8 @@ public:
     void merge(const per_channel_moving_average_observer& o) {
         axis_.check_mergeable(o.axis_, where());
         if (o.c_ != c_)
-            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers with averaging constants ", c_,
-                           " and ", o.c_);
+            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers with averaging constants ", c_, " and ",
+                           o.c_);
         if (o.n_ == 0) return;
         if (n_ == 0) {
             lo_ = o.lo_, hi_ = o.hi_, n_ = o.n_, axis_ = o.axis_;
@@ -158,9 +158,10 @@ public:
         if (empty()) detail::throw_no_data(where());
         std::vector<double> mins;
         for (const auto& p : lo_) mins.push_back(p.value);
-        return detail::per_channel_params(channels(), axis_.resolved_axis(), spec, mins, [&](std::int64_t c, const quant_spec&) {
-            return value_range{lo_[static_cast<std::size_t>(c)].value, hi_[static_cast<std::size_t>(c)].value};
-        });
+        return detail::per_channel_params(
+            channels(), axis_.resolved_axis(), spec, mins, [&](std::int64_t c, const quant_spec&) {
+                return value_range{lo_[static_cast<std::size_t>(c)].value, hi_[static_cast<std::size_t>(c)].value};
+            });
     }
 
     bool operator==(const per_channel_moving_average_observer& o) const noexcept {

@@ -22,8 +22,7 @@ public:
     /// percentile in (0, 100]; throws invalid_argument otherwise.
     explicit percentile_estimator(double percentile) : p_(percentile) {
         if (!(percentile > 0 && percentile <= 100))
-            QUANTSIM_THROW(invalid_argument, "percentile observer: percentile ", percentile,
-                           " is outside (0, 100]");
+            QUANTSIM_THROW(invalid_argument, "percentile observer: percentile ", percentile, " is outside (0, 100]");
     }
     double percentile() const noexcept { return p_; }
     std::string name() const {

@@ -49,8 +49,7 @@ public:
             if (c < best_cost) best_cost = c, best = r;
         };
         if (detail::symmetric_search(spec)) {
-            for (int i = symmetric_deltas; i >= 1; --i)
-                consider(detail::symmetric_candidate(b, b.absmax * i / 100.0));
+            for (int i = symmetric_deltas; i >= 1; --i) consider(detail::symmetric_candidate(b, b.absmax * i / 100.0));
             return best;
         }
         consider({b.obs_min, b.obs_max});

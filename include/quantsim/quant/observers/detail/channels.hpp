@@ -25,8 +25,8 @@ public:
     /// Layout of a tensor of `shape` around the axis. Throws invalid_argument for a bad axis and shape_error when
     /// the channel count differs from earlier tensors or the data size does not match the shape.
     channel_layout layout(const shape_t& shape, std::size_t numel, std::string_view who) const {
-        const int a = normalize_axis(axis_, static_cast<int>(shape.size()),
-                                     (std::string(who) + ": channel axis").c_str());
+        const int a =
+            normalize_axis(axis_, static_cast<int>(shape.size()), (std::string(who) + ": channel axis").c_str());
         if (static_cast<std::int64_t>(numel) != checked_numel(shape, 0, std::string(who)))
             QUANTSIM_THROW(shape_error, who, ": ", numel, " values do not match shape ", to_string(shape));
         const channel_layout l = layout_around(shape, a);
@@ -45,8 +45,7 @@ public:
     /// data).
     void check_mergeable(const channel_axis& o, std::string_view who) const {
         if (o.axis_ != axis_)
-            QUANTSIM_THROW(invalid_argument, who, ": cannot merge observers of channel axes ", axis_, " and ",
-                           o.axis_);
+            QUANTSIM_THROW(invalid_argument, who, ": cannot merge observers of channel axes ", axis_, " and ", o.axis_);
         if (channels_ > 0 && o.channels_ > 0 && channels_ != o.channels_)
             QUANTSIM_THROW(invalid_argument, who, ": cannot merge observers of ", channels_, " and ", o.channels_,
                            " channels");

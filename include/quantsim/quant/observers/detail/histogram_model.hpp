@@ -98,8 +98,8 @@ public:
         error_parts r;
         const moments lo = below(a);
         const moments hi = cum_.back() - cum(b);
-        r.clip = std::max(0.0, lo.m2 - 2 * a * lo.m1 + a * a * lo.m0) +
-                 std::max(0.0, hi.m2 - 2 * b * hi.m1 + b * b * hi.m0);
+        r.clip =
+            std::max(0.0, lo.m2 - 2 * a * lo.m1 + a * a * lo.m0) + std::max(0.0, hi.m2 - 2 * b * hi.m1 + b * b * hi.m0);
         const double p = std::max(a, min_), q = std::min(b, max_);
         if (!(p <= q)) return r;
         const double cells = std::nearbyint(q / s) - std::nearbyint(p / s) + 1;

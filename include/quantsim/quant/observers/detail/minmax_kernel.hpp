@@ -39,8 +39,12 @@ inline bool scan_minmax_ref(const float* x, std::size_t n, minmax_pair& r) noexc
 #if defined(__AVX512F__)
 // Masked forms with an explicit source: GCC 12's unmasked ones pass an "undefined" vector that trips
 // -Wmaybe-uninitialized in every file that includes this header.
-QUANTSIM_ALWAYS_INLINE __m512 vmin(__m512 a, __m512 b) noexcept { return _mm512_mask_min_ps(a, 0xFFFF, a, b); }
-QUANTSIM_ALWAYS_INLINE __m512 vmax(__m512 a, __m512 b) noexcept { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+QUANTSIM_ALWAYS_INLINE __m512 vmin(__m512 a, __m512 b) noexcept {
+    return _mm512_mask_min_ps(a, 0xFFFF, a, b);
+}
+QUANTSIM_ALWAYS_INLINE __m512 vmax(__m512 a, __m512 b) noexcept {
+    return _mm512_mask_max_ps(a, 0xFFFF, a, b);
+}
 QUANTSIM_ALWAYS_INLINE float hmin(__m512 a) noexcept {
     alignas(64) float v[16];
     _mm512_store_ps(v, a);
@@ -139,8 +143,7 @@ inline bool scan_channel_minmax_ref(const float* x, std::int64_t outer, std::int
                                     minmax_pair* r) noexcept {
     for (std::int64_t o = 0; o < outer; ++o)
         for (std::int64_t c = 0; c < channels; ++c)
-            if (!scan_minmax_ref(x + (o * channels + c) * inner, static_cast<std::size_t>(inner), r[c]))
-                return false;
+            if (!scan_minmax_ref(x + (o * channels + c) * inner, static_cast<std::size_t>(inner), r[c])) return false;
     return true;
 }
 
@@ -150,8 +153,7 @@ inline bool scan_channel_minmax(const float* x, std::int64_t outer, std::int64_t
         // Long contiguous runs per channel: the vector scan per run.
         for (std::int64_t o = 0; o < outer; ++o)
             for (std::int64_t c = 0; c < channels; ++c)
-                if (!scan_minmax(x + (o * channels + c) * inner, static_cast<std::size_t>(inner), r[c]))
-                    return false;
+                if (!scan_minmax(x + (o * channels + c) * inner, static_cast<std::size_t>(inner), r[c])) return false;
         return true;
     }
     // Short runs (channel axis last or nearly): element-wise bounds over rows of channels*inner, which the

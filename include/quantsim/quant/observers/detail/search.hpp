@@ -30,7 +30,9 @@ inline search_bounds bounds_of(double mn, double mx) {
 }
 
 /// Symmetric grids have one free parameter (the clip magnitude t); asymmetric grids two (both ends).
-inline bool symmetric_search(const quant_spec& spec) { return spec.scheme != qscheme::asymmetric; }
+inline bool symmetric_search(const quant_spec& spec) {
+    return spec.scheme != qscheme::asymmetric;
+}
 
 /// The range handed to encoding_from_range for a symmetric clip magnitude t: the observed range clipped to
 /// [-t, t]; above the data's magnitude (t > absmax) the grid itself is widened to t.
