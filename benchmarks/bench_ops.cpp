@@ -120,6 +120,9 @@ BENCHMARK(BM_conv_rec_dw5_240)->Unit(benchmark::kMicrosecond);
 // ResNet-18 layer1 3x3 (batch 4)
 void BM_conv_resnet_3x3_64(benchmark::State& st) { run_conv(st, {4, 64, 56, 56, 64, 3, 1, 1, 1, 1}); }
 BENCHMARK(BM_conv_resnet_3x3_64)->Unit(benchmark::kMicrosecond);
+// MobileNetV2 expansion 1x1 on a large plane (batch 4, 16 -> 96 channels, 112x112)
+void BM_conv_mbv2_pw_16_96(benchmark::State& st) { run_conv(st, {4, 16, 112, 112, 96, 1, 1, 1, 0, 1}); }
+BENCHMARK(BM_conv_mbv2_pw_16_96)->Unit(benchmark::kMicrosecond);
 
 // The reference conv on a small case, for scale.
 void BM_conv_ref_dw3(benchmark::State& st) {

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/shape_inference.hpp>
 
@@ -168,6 +169,7 @@ struct executor::impl {
     int next_hook = 1;
 
     std::size_t peak = 0;
+    detail::tensor_pool pool;  ///< freed activations, reused by the next outputs of the same size
 
     // ---- construction -----------------------------------------------------------------------------------------
 
@@ -996,6 +998,7 @@ struct executor::impl {
         }
         ensure_plan(plan_set);
         kernel_threads_scope threads(opt.num_threads);
+        detail::tensor_pool_scope pool_scope(&pool);
 
         std::vector<tensor> vals(names.size());
         // Storage accounting: every value slot maps to an accounting root (views share their source's root).
@@ -1019,6 +1022,8 @@ struct executor::impl {
             return t.defined() ? &t : nullptr;
         };
         auto release = [&](int id) {
+            // Storage nobody else references goes back to the pool for the next output of its size.
+            pool.give(std::move(vals[static_cast<std::size_t>(id)]));
             vals[static_cast<std::size_t>(id)] = tensor();
             const int r = root[static_cast<std::size_t>(id)];
             if (r < 0) return;
@@ -1096,6 +1101,7 @@ struct executor::impl {
                     release(id);
         }
         peak = peak_now;
+        pool.set_capacity(std::max<std::size_t>(2 * peak_now, std::size_t{16} << 20));
 
         std::map<std::string, tensor> result;
         auto fetch_one = [&](int id) {

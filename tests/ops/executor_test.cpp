@@ -98,6 +98,25 @@ TEST(executor, hooks_capture_and_modify_in_place) {
     EXPECT_THROW(ex.add_hook([](std::string_view, const node*, tensor&) {}, {"nope"}), invalid_argument);
 }
 
+TEST(executor, reused_buffers_never_alias_tensors_the_caller_or_a_hook_holds) {
+    // The executor recycles freed activations across runs; tensors handed out (outputs, shallow copies kept by a
+    // hook) must never be recycled under their holder.
+    std::mt19937 rng(kSeed + 48);
+    SCOPED_TRACE("seed " + std::to_string(kSeed + 48));
+    executor ex(chain_graph(6, 4096));
+    tensor kept;  // a shallow copy, not a clone
+    ex.add_hook([&](std::string_view, const node*, tensor& v) { kept = v; }, {"v2"});
+    const tensor x1 = random_tensor({1, 4096}, rng);
+    const tensor y1 = ex.run({x1})[0];
+    const tensor y1_copy = y1.clone();
+    for (int r = 0; r < 3; ++r) ex.run({random_tensor({1, 4096}, rng)});
+    EXPECT_TRUE(all_close(y1, y1_copy, 0.0f, 0.0f));
+    ex.clear_hooks();
+    const tensor kept_copy = kept.clone();  // v2 of the last hooked run
+    for (int r = 0; r < 3; ++r) ex.run({random_tensor({1, 4096}, rng)});
+    EXPECT_TRUE(all_close(kept, kept_copy, 0.0f, 0.0f));
+}
+
 TEST(executor, hook_on_a_view_does_not_corrupt_its_source) {
     // r = Relu(x); v = Reshape(r) (view); y1 = Neg(v); y2 = Neg(r). A hook zeroing v must not change y2.
     graph g;

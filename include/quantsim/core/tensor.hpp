@@ -203,6 +203,9 @@ public:
     }
 
     bool shares_storage(const tensor& other) const noexcept { return storage_ && storage_ == other.storage_; }
+    /// Number of tensors (copies and views) sharing this storage; 0 for an undefined tensor. Lets an owner tell
+    /// whether a buffer it is about to reuse is referenced elsewhere.
+    long use_count() const noexcept { return storage_.use_count(); }
 
     void fill(float value) { std::fill_n(data<float>(), numel_, value); }
 

@@ -1,3 +1,4 @@
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 
 #include <cmath>
@@ -198,7 +199,7 @@ tensor binary(binary_op op, const tensor& a, const tensor& b, const std::string&
         QUANTSIM_THROW(unsupported_error, what, ": arithmetic on bool tensors");
     const shape_t shape = broadcast_shapes(a.shape(), b.shape(), what);
     const dtype ot = is_comparison(op) || is_logical(op) ? dtype::boolean : a.type();
-    tensor out = tensor::empty(shape, ot);
+    tensor out = detail::new_tensor(shape, ot);
     try {
         dispatch(a.type(), what, [&](auto tag) { binary_typed<decltype(tag)>(op, a, b, out); });
     } catch (const numeric_error& e) {
@@ -214,7 +215,7 @@ tensor where(const tensor& cond, const tensor& x, const tensor& y, const std::st
         QUANTSIM_THROW(invalid_argument, what, ": X and Y have different dtypes (", name_of(x.type()), " and ",
                        name_of(y.type()), ")");
     const shape_t shape = broadcast_shapes(broadcast_shapes(cond.shape(), x.shape(), what), y.shape(), what);
-    tensor out = tensor::empty(shape, x.type());
+    tensor out = detail::new_tensor(shape, x.type());
     const std::size_t es = size_of(x.type());
     const bool* pc = cond.data<bool>();
     const auto* px = static_cast<const std::byte*>(x.raw());
@@ -234,7 +235,7 @@ tensor where(const tensor& cond, const tensor& x, const tensor& y, const std::st
 
 tensor expand(const tensor& x, const shape_t& shape, const std::string& what) {
     const shape_t out_shape = broadcast_shapes(x.shape(), shape, what);
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     const std::size_t es = size_of(x.type());
     const auto* px = static_cast<const std::byte*>(x.raw());
     auto* po = static_cast<std::byte*>(out.raw());
@@ -273,7 +274,7 @@ void convert(const tensor& x, tensor& out) {
 
 tensor cast(const tensor& x, dtype to) {
     if (x.type() == to) return x.clone();
-    tensor out = tensor::empty(x.shape(), to);
+    tensor out = detail::new_tensor(x.shape(), to);
     dispatch(to, "Cast", [&](auto to_tag) {
         using To = decltype(to_tag);
         dispatch(x.type(), "Cast", [&](auto from_tag) { convert<To, decltype(from_tag)>(x, out); });

@@ -1,3 +1,4 @@
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/layout.hpp>
 
 #include <algorithm>
@@ -102,7 +103,7 @@ tensor transpose(const tensor& x, const std::vector<std::int64_t>& perm) {
         out_shape[static_cast<std::size_t>(i)] = x.shape()[static_cast<std::size_t>(p)];
         in_st[static_cast<std::size_t>(i)] = st[static_cast<std::size_t>(p)];
     }
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     // Coalesce output dims that are also adjacent (in order) in the input; drop size-1 dims.
     std::vector<std::int64_t> dims, cst;
     for (int i = 0; i < r; ++i) {
@@ -147,7 +148,7 @@ tensor slice(const tensor& x, const std::vector<slice_axis>& axes) {
         if (a.count > 0) off += a.start * st[static_cast<std::size_t>(a.axis)];
         ost[static_cast<std::size_t>(a.axis)] = st[static_cast<std::size_t>(a.axis)] * a.step;
     }
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     if (out.numel() == 0) return out;
     std::vector<std::int64_t> dims, cst;
     for (int i = 0; i < r; ++i) {
@@ -186,7 +187,7 @@ tensor concat(const std::vector<const tensor*>& inputs, int axis, const std::str
         total += t.shape()[static_cast<std::size_t>(axis)];
     }
     out_shape[static_cast<std::size_t>(axis)] = total;
-    tensor out = tensor::empty(out_shape, first.type());
+    tensor out = detail::new_tensor(out_shape, first.type());
     const std::size_t es = size_of(first.type());
     std::int64_t outer = 1, inner = 1;
     for (int d = 0; d < axis; ++d) outer *= out_shape[static_cast<std::size_t>(d)];
@@ -231,7 +232,7 @@ tensor gather(const tensor& data, const tensor& indices, int axis, const std::st
     for (int d = 0; d < axis; ++d) out_shape.push_back(data.shape()[static_cast<std::size_t>(d)]);
     for (auto d : indices.shape()) out_shape.push_back(d);
     for (int d = axis + 1; d < r; ++d) out_shape.push_back(data.shape()[static_cast<std::size_t>(d)]);
-    tensor out = tensor::empty(out_shape, data.type());
+    tensor out = detail::new_tensor(out_shape, data.type());
     std::int64_t outer = 1, inner = 1;
     for (int d = 0; d < axis; ++d) outer *= data.shape()[static_cast<std::size_t>(d)];
     for (int d = axis + 1; d < r; ++d) inner *= data.shape()[static_cast<std::size_t>(d)];
@@ -266,7 +267,7 @@ tensor pad(const tensor& x, const std::vector<std::int64_t>& pads, pad_mode mode
             QUANTSIM_THROW(unsupported_error, what, ": reflect pads must be smaller than the axis (axis ", i, ")");
         out_shape[static_cast<std::size_t>(i)] = d;
     }
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     const std::size_t es = size_of(x.type());
     // Constant value in the tensor's dtype.
     tensor cval = tensor::empty({}, x.type());
@@ -318,7 +319,7 @@ tensor tile(const tensor& x, const std::vector<std::int64_t>& repeats) {
     const int r = x.rank();
     shape_t out_shape(static_cast<std::size_t>(r));
     for (int i = 0; i < r; ++i) out_shape[static_cast<std::size_t>(i)] = x.shape()[static_cast<std::size_t>(i)] * repeats[static_cast<std::size_t>(i)];
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     const std::size_t es = size_of(x.type());
     const auto st = strides_of(x.shape());
     const auto ost = strides_of(out_shape);

@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include <quantsim/ir/kernels/math.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
@@ -108,28 +109,8 @@ void avg_pool2d(const pool_geometry& g, std::int64_t planes, std::int64_t h, std
 }
 
 namespace {
-// Sum with 16 independent partial sums (vectorizes without reassociation flags).
-float plane_sum(const float* QUANTSIM_RESTRICT x, std::int64_t n) {
-    float part[16] = {};
-    std::int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; ++j) part[j] += x[i + j];
-    float s = 0.0f;
-    for (; i < n; ++i) s += x[i];
-    for (float v : part) s += v;
-    return s;
-}
-float plane_max(const float* QUANTSIM_RESTRICT x, std::int64_t n) {
-    float part[16];
-    for (float& v : part) v = -std::numeric_limits<float>::infinity();
-    std::int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; ++j) part[j] = x[i + j] > part[j] || x[i + j] != x[i + j] ? x[i + j] : part[j];
-    float m = -std::numeric_limits<float>::infinity();
-    for (; i < n; ++i) m = x[i] > m || x[i] != x[i] ? x[i] : m;
-    for (float v : part) m = v > m || v != v ? v : m;
-    return m;
-}
+float plane_sum(const float* x, std::int64_t n) { return detail::sum_of(x, n); }
+float plane_max(const float* x, std::int64_t n) { return detail::max_of(x, n); }
 }  // namespace
 
 void global_avg_pool(std::int64_t planes, std::int64_t size, const float* x, float* y) {

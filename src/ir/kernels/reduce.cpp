@@ -1,3 +1,4 @@
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/reduce.hpp>
 
 #include <algorithm>
@@ -134,7 +135,7 @@ tensor reduce(reduce_kind kind, const tensor& x, std::vector<int> axes, bool kee
             (red[static_cast<std::size_t>(i)] ? n : outer) *= d;
         }
     }
-    tensor out = tensor::empty(out_shape, x.type());
+    tensor out = detail::new_tensor(out_shape, x.type());
     switch (x.type()) {
         case dtype::float32: reduce_typed<float>(kind, src.data<float>(), out.data<float>(), outer, n, inner); break;
         case dtype::float64: reduce_typed<double>(kind, src.data<double>(), out.data<double>(), outer, n, inner); break;
@@ -164,7 +165,7 @@ tensor arg_reduce(bool is_max, const tensor& x, int axis, bool keepdims, bool se
         else if (keepdims) out_shape.push_back(1);
     }
     if (n == 0) QUANTSIM_THROW(shape_error, what, ": cannot take ArgMax/ArgMin over an empty axis");
-    tensor out = tensor::empty(out_shape, dtype::int64);
+    tensor out = detail::new_tensor(out_shape, dtype::int64);
     const float* px = x.data<float>();
     auto* po = out.data<std::int64_t>();
     for (std::int64_t o = 0; o < outer; ++o)

@@ -17,30 +17,9 @@ namespace quantsim {
 namespace {
 // One contiguous row (inner == 1): max, exp and sum in vectorizable passes.
 void softmax_row(const float* QUANTSIM_RESTRICT x, float* QUANTSIM_RESTRICT y, std::int64_t n, bool log) {
-    // 16 partial maxima / sums so that the reductions vectorize without reassociation flags.
-    float pm[16];
-    for (float& v : pm) v = -std::numeric_limits<float>::infinity();
-    std::int64_t k0 = 0;
-    for (; k0 + 16 <= n; k0 += 16)
-        for (int j = 0; j < 16; ++j) pm[j] = x[k0 + j] > pm[j] ? x[k0 + j] : pm[j];
-    float m = -std::numeric_limits<float>::infinity();
-    for (; k0 < n; ++k0) m = x[k0] > m ? x[k0] : m;
-    for (float v : pm) m = v > m ? v : m;
-    float part[16] = {};
-    std::int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; ++j) {
-            const float e = detail::fast_exp(x[i + j] - m);
-            y[i + j] = e;
-            part[j] += e;
-        }
-    float s = 0.0f;
-    for (; i < n; ++i) {
-        const float e = detail::fast_exp(x[i] - m);
-        y[i] = e;
-        s += e;
-    }
-    for (float v : part) s += v;
+    const float m = detail::max_of(x, n);
+    for (std::int64_t i = 0; i < n; ++i) y[i] = detail::fast_exp(x[i] - m);
+    const float s = detail::sum_of(y, n);
     if (log) {
         const float ls = std::log(s);
         for (std::int64_t k = 0; k < n; ++k) y[k] = x[k] - m - ls;

@@ -2,6 +2,7 @@
 #include <array>
 #include <cmath>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/conv.hpp>
 
 #include "common.hpp"
@@ -219,7 +220,7 @@ public:
         if (oh <= 0 || ow <= 0)
             QUANTSIM_THROW(shape_error, desc_, ": input ", to_string(x.shape()),
                            " is smaller than the (dilated) kernel after padding");
-        tensor y = tensor::empty(output_shape_nd(a_.spatial, s.n, g_.out_channels, oh, ow));
+        tensor y = detail::new_tensor(output_shape_nd(a_.spatial, s.n, g_.out_channels, oh, ow));
         conv_epilogue ep;
         ep.lo = ep_.lo;
         ep.hi = ep_.hi;
@@ -368,7 +369,7 @@ public:
         if (o[0] <= 0 || o[1] <= 0)
             QUANTSIM_THROW(shape_error, desc_, ": output size would be empty for input ", to_string(x.shape()));
         kernel_->set_padding(pb, pe);
-        tensor y = tensor::empty(output_shape_nd(a_.spatial, s.n, g_.out_channels, o[0], o[1]));
+        tensor y = detail::new_tensor(output_shape_nd(a_.spatial, s.n, g_.out_channels, o[0], o[1]));
         conv_epilogue ep;
         ep.lo = ep_.lo;
         ep.hi = ep_.hi;

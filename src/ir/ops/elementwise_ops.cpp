@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/kernels/pointwise.hpp>
@@ -80,7 +81,7 @@ void add_variadic(op_registry& r, const char* name, binary_op op, bool mean) {
 // ---- unary float activations -------------------------------------------------------------------------------------
 
 tensor unary_float(pw_op op, const tensor& x, float alpha, float beta) {
-    tensor y = tensor::empty(x.shape(), dtype::float32);
+    tensor y = detail::new_tensor(x.shape(), dtype::float32);
     const float* px = x.data<float>();
     float* py = y.data<float>();
     parallel_range(x.numel(), 16384, [&](std::int64_t b, std::int64_t e) {
@@ -123,7 +124,7 @@ void add_unary(op_registry& r, const unary_spec& u) {
 
 template <class T, class F>
 tensor map_typed(const tensor& x, F f) {
-    tensor y = tensor::empty(x.shape(), x.type());
+    tensor y = detail::new_tensor(x.shape(), x.type());
     const T* px = x.data<T>();
     T* py = y.data<T>();
     for (std::int64_t i = 0; i < x.numel(); ++i) py[i] = f(px[i]);
@@ -276,7 +277,7 @@ void register_elementwise_ops(op_registry& r) {
                 require_float(x, desc, 0);
                 require_float(slope, desc, 1);
                 tensor neg = binary(binary_op::mul, x, slope, desc);
-                tensor y = tensor::empty(neg.shape());
+                tensor y = detail::new_tensor(neg.shape());
                 tensor xb = x.shape() == neg.shape() ? x : expand(x, neg.shape(), desc);
                 const float* px = xb.data<float>();
                 const float* pn = neg.data<float>();

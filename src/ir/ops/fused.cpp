@@ -1,6 +1,8 @@
 // Fused kernels for the executor: producers with epilogues, standalone elementwise programs.
 #include "fused.hpp"
 
+#include <quantsim/ir/kernels/alloc.hpp>
+
 #include "common.hpp"
 
 namespace quantsim::detail {
@@ -106,7 +108,7 @@ public:
         check_program_inputs(ins, 0, specs_, a.shape(), row_dims_, desc_);
         std::vector<const float*> ptrs;
         for (const tensor* t : ins) ptrs.push_back(t->data<float>());
-        tensor y = tensor::empty(a.shape());
+        tensor y = detail::new_tensor(a.shape());
         std::int64_t P = 1, Q = 1;
         for (int i = 0; i < a.rank(); ++i) (i < row_dims_ ? P : Q) *= a.shape()[static_cast<std::size_t>(i)];
         p_->run(y.data<float>(), ptrs.data(), P, Q);

@@ -1,4 +1,5 @@
 // MatMul (numpy batching and broadcasting, 1-D promotion) and Gemm, on the packed GEMM; fused-epilogue variants.
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/gemm.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
@@ -124,7 +125,7 @@ public:
             require_float(b, desc_, 1);
         }
         const matmul_plan p = plan_matmul(a.shape(), b.shape(), desc_);
-        tensor y = tensor::empty(p.out_shape);
+        tensor y = detail::new_tensor(p.out_shape);
         std::vector<const float*> extra;
         if (ep_.program) {
             check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), std::max(0, y.rank() - 1), desc_);
@@ -138,7 +139,7 @@ private:
     tensor int_matmul(const tensor& a, const tensor& b) const {
         const matmul_plan p = plan_matmul(a.shape(), b.shape(), desc_);
         tensor fa = cast(a, dtype::float64), fb = cast(b, dtype::float64);
-        tensor y = tensor::empty(p.out_shape, a.type());
+        tensor y = detail::new_tensor(p.out_shape, a.type());
         const double* pa = fa.data<double>();
         const double* pb = fb.data<double>();
         for (std::int64_t bi = 0; bi < p.batch; ++bi)
@@ -196,7 +197,7 @@ public:
             // Pre-transpose a constant B into row-major [K, N].
             const std::int64_t k = trans_b_ ? b->shape()[1] : b->shape()[0];
             const std::int64_t nn = trans_b_ ? b->shape()[0] : b->shape()[1];
-            bk_ = tensor::empty({k, nn});
+            bk_ = detail::new_tensor({k, nn});
             const float* src = b->data<float>();
             float* dst = bk_.data<float>();
             for (std::int64_t i = 0; i < k; ++i)
@@ -221,7 +222,7 @@ public:
             QUANTSIM_THROW(shape_error, desc_, ": A ", to_string(a.shape()), " and B do not agree on K (", k, " vs ",
                            b.shape()[0], ")");
         const std::int64_t n = b.shape()[1];
-        tensor y = tensor::empty({m, n});
+        tensor y = detail::new_tensor({m, n});
         const tensor* c = optional_input(ins, 2);
         if (c && beta_ != 0.0f) {
             require_float(*c, desc_, 2);
@@ -250,7 +251,7 @@ public:
 private:
     static tensor transpose_2d(const tensor& t) {
         const std::int64_t r = t.shape()[0], c = t.shape()[1];
-        tensor o = tensor::empty({c, r});
+        tensor o = detail::new_tensor({c, r});
         const float* s = t.data<float>();
         float* d = o.data<float>();
         for (std::int64_t i = 0; i < r; ++i)

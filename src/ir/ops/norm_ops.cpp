@@ -1,6 +1,7 @@
 // BatchNormalization (inference), LayerNormalization, InstanceNormalization.
 #include <cmath>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/normalization.hpp>
 
@@ -50,7 +51,7 @@ void register_norm_ops(op_registry& r) {
                                        " channels");
                     p[i - 1] = t.data<float>();
                 }
-                tensor y = tensor::empty(x.shape());
+                tensor y = detail::new_tensor(x.shape());
                 batch_norm(x.data<float>(), y.data<float>(), x.shape()[0], c, c ? x.numel() / (x.shape()[0] * c) : 0,
                            p[0], p[1], p[2], p[3], eps);
                 outs[0] = std::move(y);
@@ -98,12 +99,12 @@ void register_norm_ops(op_registry& r) {
                 if (b) bf = b->numel() == size ? *b : expand(*b, norm_shape, desc);
                 if (scf.numel() != size || (b && bf.numel() != size))
                     QUANTSIM_THROW(shape_error, desc, ": scale/bias do not broadcast to ", to_string(norm_shape));
-                tensor y = tensor::empty(x.shape());
+                tensor y = detail::new_tensor(x.shape());
                 shape_t stat_shape = x.shape();
                 for (std::size_t i = static_cast<std::size_t>(axis); i < stat_shape.size(); ++i) stat_shape[i] = 1;
                 tensor mean, inv;
-                if (outs.size() > 1) mean = tensor::empty(stat_shape);
-                if (outs.size() > 2) inv = tensor::empty(stat_shape);
+                if (outs.size() > 1) mean = detail::new_tensor(stat_shape);
+                if (outs.size() > 2) inv = detail::new_tensor(stat_shape);
                 layer_norm(x.data<float>(), y.data<float>(), rows, size, scf.data<float>(),
                            b ? bf.data<float>() : nullptr, eps, mean.defined() ? mean.data<float>() : nullptr,
                            inv.defined() ? inv.data<float>() : nullptr);
@@ -129,7 +130,7 @@ void register_norm_ops(op_registry& r) {
                 const tensor& b = input(ins, 2, desc);
                 if (sc.numel() != c || b.numel() != c)
                     QUANTSIM_THROW(shape_error, desc, ": scale and B must have ", c, " values");
-                tensor y = tensor::empty(x.shape());
+                tensor y = detail::new_tensor(x.shape());
                 for (std::int64_t p = 0; p < nb * c; ++p) {
                     const float* xp = x.data<float>() + p * inner;
                     float* yp = y.data<float>() + p * inner;

@@ -1,4 +1,5 @@
 // MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool.
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/pool.hpp>
 
 #include "common.hpp"
@@ -123,7 +124,7 @@ void add_pool(op_registry& r, const char* name, bool is_max) {
             shape_t os = {x.shape()[0], x.shape()[1]};
             if (a.spatial == 2) os.push_back(oh);
             os.push_back(ow);
-            tensor y = tensor::empty(os);
+            tensor y = detail::new_tensor(os);
             const std::int64_t planes = x.shape()[0] * x.shape()[1];
             if (is_max)
                 max_pool2d(g, planes, h, w, x.data<float>(), y.data<float>());
@@ -160,7 +161,7 @@ void add_global_pool(op_registry& r, const char* name, bool is_max) {
                 size *= os[i];
                 os[i] = 1;
             }
-            tensor y = tensor::empty(os);
+            tensor y = detail::new_tensor(os);
             const std::int64_t planes = x.shape()[0] * x.shape()[1];
             if (is_max)
                 global_max_pool(planes, size, x.data<float>(), y.data<float>());

@@ -2,6 +2,7 @@
 // innermost dims (rank 3: the last one); the scale of every other axis must be 1.
 #include <cmath>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/resize.hpp>
 
 #include "common.hpp"
@@ -164,7 +165,7 @@ void register_resize_ops(op_registry& reg) {
                     p.roi_end[i] = rv[r + ax];
                 }
             }
-            tensor y = tensor::empty(out);
+            tensor y = detail::new_tensor(out);
             const std::int64_t planes = (h * w) != 0 ? x.numel() / (h * w) : 0;
             resize2d(p, planes, h, w, oh, ow, x.data<float>(), y.data<float>());
             outs[0] = std::move(y);

@@ -3,6 +3,7 @@
 // (int64 shape arithmetic flows through them). Reshape-like ops return views that share the input's storage.
 #include <numeric>
 
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/layout.hpp>
 
@@ -732,7 +733,7 @@ void register_shape_ops(op_registry& reg) {
                 const auto shape = int_values(input(ins, 0, desc), desc, "shape");
                 for (auto d : shape)
                     if (d < 0) QUANTSIM_THROW(shape_error, desc, ": negative dimension ", d);
-                tensor out = tensor::empty(shape_t(shape.begin(), shape.end()), value.type());
+                tensor out = detail::new_tensor(shape_t(shape.begin(), shape.end()), value.type());
                 const std::size_t es = size_of(value.type());
                 auto* po = static_cast<std::byte*>(out.raw());
                 for (std::int64_t i = 0; i < out.numel(); ++i)
@@ -769,7 +770,7 @@ void register_shape_ops(op_registry& reg) {
                     const float s0 = a.data<float>()[0], l = b.data<float>()[0], d = c.data<float>()[0];
                     if (d == 0.0f) QUANTSIM_THROW(invalid_argument, desc, ": delta is 0");
                     const std::int64_t nn = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::ceil((l - s0) / d)));
-                    tensor out = tensor::empty({nn});
+                    tensor out = detail::new_tensor({nn});
                     for (std::int64_t i = 0; i < nn; ++i) out.data<float>()[i] = s0 + static_cast<float>(i) * d;
                     outs[0] = std::move(out);
                     return;

@@ -1,4 +1,5 @@
 // Softmax, LogSoftmax, Hardmax (opset 13 semantics: one axis; the importer rewrites older forms, docs/ir.md).
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/softmax.hpp>
 
 #include "common.hpp"
@@ -28,7 +29,7 @@ void add_softmax(op_registry& r, const char* name, int kind) {
             for (int i = 0; i < axis; ++i) outer *= x.shape()[static_cast<std::size_t>(i)];
             for (int i = axis + 1; i < x.rank(); ++i) inner *= x.shape()[static_cast<std::size_t>(i)];
             const std::int64_t len = x.shape()[static_cast<std::size_t>(axis)];
-            tensor y = tensor::empty(x.shape());
+            tensor y = detail::new_tensor(x.shape());
             if (kind == 2)
                 hardmax(x.data<float>(), y.data<float>(), outer, len, inner);
             else

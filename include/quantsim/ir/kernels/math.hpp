@@ -7,6 +7,11 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 // Loops in kernels marked QUANTSIM_WIDE_VECTORS auto-vectorize with 512-bit vectors when the target has AVX-512
 // (GCC defaults to 256-bit on Ice Lake and later).
@@ -71,6 +76,49 @@ inline float fast_erf(float x) noexcept {
     p = p * t + 0.254829592f;
     const float y = 1.0f - p * t * fast_exp(-ax * ax);
     return std::copysign(y, x);
+}
+
+/// Sum and maximum of a contiguous array (NaN propagates through max_of). Horizontal reductions of float loops do
+/// not vectorize without -ffast-math, so these spell the vector code out.
+inline float sum_of(const float* x, std::int64_t n) noexcept {
+    std::int64_t i = 0;
+    float s = 0.0f;
+#if defined(__AVX512F__)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+    }
+    if (i + 16 <= n) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+        i += 16;
+    }
+    s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#endif
+    for (; i < n; ++i) s += x[i];
+    return s;
+}
+
+inline float max_of(const float* x, std::int64_t n) noexcept {
+    std::int64_t i = 0;
+    float m = -std::numeric_limits<float>::infinity();
+    bool nan = false;
+#if defined(__AVX512F__)
+    __m512 a = _mm512_set1_ps(m);
+    __mmask16 bad = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        a = _mm512_max_ps(a, v);
+    }
+    m = _mm512_reduce_max_ps(a);
+    nan = bad != 0;
+#endif
+    for (; i < n; ++i) {
+        nan = nan || x[i] != x[i];
+        m = x[i] > m ? x[i] : m;
+    }
+    return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
 }  // namespace quantsim::detail
