@@ -96,6 +96,35 @@ void clamp_row(float* y, std::int64_t n, float lo, float hi) {
     }
 }
 
+// dst[i] = src[i * stride] for i < n (stride-2 with AVX-512: two loads and a lane permute per 16 outputs; masked
+// at the end so nothing past src[(n - 1) * stride] is read).
+void copy_strided(float* QUANTSIM_RESTRICT dst, const float* QUANTSIM_RESTRICT src, std::int64_t n,
+                  std::int64_t stride) {
+    std::int64_t i = 0;
+#if defined(__AVX512F__)
+    if (stride == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (; i + 16 <= n; i += 16) {
+            // The last pair's odd element may lie past the row: load 31 elements, not 32.
+            const __m512 a = _mm512_loadu_ps(src + 2 * i);
+            const __m512 b = _mm512_maskz_loadu_ps(0x7FFF, src + 2 * i + 16);
+            _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(a, even, b));
+        }
+        if (i < n) {
+            const std::int64_t rem = n - i;  // 1..15 outputs need 2 * rem - 1 inputs
+            const std::int64_t need = 2 * rem - 1;
+            const __mmask16 ma = static_cast<__mmask16>(need >= 16 ? 0xFFFF : (1u << need) - 1u);
+            const __mmask16 mb = static_cast<__mmask16>(need > 16 ? (1u << (need - 16)) - 1u : 0u);
+            const __m512 a = _mm512_maskz_loadu_ps(ma, src + 2 * i);
+            const __m512 b = _mm512_maskz_loadu_ps(mb, src + 2 * i + 16);
+            _mm512_mask_storeu_ps(dst + i, static_cast<__mmask16>((1u << rem) - 1u), _mm512_permutex2var_ps(a, even, b));
+        }
+        return;
+    }
+#endif
+    for (; i < n; ++i) dst[i] = src[i * stride];
+}
+
 // Columns of the im2col matrix for output positions [q0, q0 + nt): rows (c, ky, kx), row stride nt.
 void im2col_tile(const conv_geometry& g, const float* x, std::int64_t cg, std::int64_t h, std::int64_t w,
                  std::int64_t ow, std::int64_t q0, std::int64_t nt, float* buf) {
@@ -126,7 +155,7 @@ void im2col_tile(const conv_geometry& g, const float* x, std::int64_t cg, std::i
                             std::memcpy(d + (a - ox0), row + (a + xoff),
                                         static_cast<std::size_t>(b - a) * sizeof(float));
                         else
-                            for (std::int64_t ox = a; ox < b; ++ox) d[ox - ox0] = row[ox * sw + xoff];
+                            copy_strided(d + (a - ox0), row + (a * sw + xoff), b - a, sw);
                         std::fill(d + (b - ox0), d + (ox1 - ox0), 0.0f);
                     }
                     q += ox1 - ox0;
