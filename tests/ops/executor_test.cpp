@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <thread>
 
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ir/kernels/conv.hpp>
@@ -280,6 +281,37 @@ TEST(executor, threads_do_not_change_results_beyond_rounding) {
     executor a(g, one), b(g, two);
     const tensor x = random_tensor({4, 16, 6, 20}, rng);
     EXPECT_TRUE(all_close(b.run({x})[0], a.run({x})[0], 1e-5f, 1e-6f));
+}
+
+TEST(executor, executors_on_several_threads_run_concurrently) {
+    // Calibration runs one executor per worker thread; their kernels share the thread pool.
+    std::mt19937 rng(kSeed + 49);
+    SCOPED_TRACE("seed " + std::to_string(kSeed + 49));
+    const graph g = mobile_block(rng, 16);
+    std::vector<tensor> inputs, expected;
+    {
+        executor_options one;
+        one.num_threads = 1;
+        executor ref(g, one);
+        for (int i = 0; i < 4; ++i) {
+            inputs.push_back(random_tensor({3, 16, 6, 20}, rng));
+            expected.push_back(ref.run({inputs.back()})[0]);
+        }
+    }
+    std::vector<std::thread> workers;
+    std::vector<int> ok(4, 0);
+    for (int w = 0; w < 4; ++w)
+        workers.emplace_back([&, w] {
+            executor_options two;
+            two.num_threads = 2;
+            executor ex(g, two);
+            bool good = true;
+            for (int r = 0; r < 5; ++r) good = good && all_close(ex.run({inputs[static_cast<std::size_t>(w)]})[0],
+                                                                 expected[static_cast<std::size_t>(w)], 1e-5f, 1e-6f);
+            ok[static_cast<std::size_t>(w)] = good ? 1 : 0;
+        });
+    for (auto& t : workers) t.join();
+    for (int w = 0; w < 4; ++w) EXPECT_EQ(ok[static_cast<std::size_t>(w)], 1) << "worker " << w;
 }
 
 TEST(executor, profile_records_steps) {

@@ -1,6 +1,7 @@
 // The kernels' thread pool (see parallel.hpp for why not OpenMP's fork/join).
 #include <quantsim/ir/kernels/parallel.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -51,8 +52,9 @@ public:
         for (auto& t : threads_) t.join();
     }
 
+    // Several application threads may submit at once (e.g. one executor per calibration worker): every active
+    // task set is listed, and an idle worker joins any of them that still has seats.
     void run(std::int64_t n, void (*fn)(void*, std::int64_t), void* ctx, int threads) {
-        grow(threads - 1);
         auto j = std::make_shared<job>();
         j->fn = fn;
         j->ctx = ctx;
@@ -60,7 +62,10 @@ public:
         j->seats.store(threads - 1, std::memory_order_relaxed);
         {
             std::lock_guard<std::mutex> l(m_);
-            current_ = j;
+            active_.push_back(j);
+            int seats = busy_;
+            for (const auto& a : active_) seats += std::max(0, a->seats.load(std::memory_order_relaxed));
+            while (static_cast<int>(threads_.size()) < seats) threads_.emplace_back([this] { loop(); });
             gen_.fetch_add(1, std::memory_order_release);
         }
         if (sleeping_.load(std::memory_order_acquire) > 0) cv_.notify_all();
@@ -75,13 +80,18 @@ public:
                 std::this_thread::yield();
         }
         std::lock_guard<std::mutex> l(m_);
-        if (current_ == j) current_.reset();
+        active_.erase(std::remove(active_.begin(), active_.end(), j), active_.end());
     }
 
 private:
-    void grow(int workers) {
-        std::lock_guard<std::mutex> l(m_);
-        while (static_cast<int>(threads_.size()) < workers) threads_.emplace_back([this] { loop(); });
+    // A task set with work and seats left (caller holds m_), or nullptr.
+    std::shared_ptr<job> pick() {
+        for (const auto& a : active_)
+            if (a->next.load(std::memory_order_relaxed) < a->n && a->seats.load(std::memory_order_relaxed) > 0) {
+                a->seats.fetch_sub(1, std::memory_order_relaxed);
+                return a;
+            }
+        return nullptr;
     }
 
     void loop() {
@@ -104,9 +114,15 @@ private:
                 }
                 if (stop_) return;
                 seen = gen_.load(std::memory_order_acquire);
-                j = current_;
+                j = pick();
+                if (j) ++busy_;
             }
-            if (j && j->seats.fetch_sub(1, std::memory_order_acq_rel) > 0) run_tasks(*j);
+            while (j) {
+                run_tasks(*j);
+                std::lock_guard<std::mutex> l(m_);
+                j = pick();  // another submitter's task set may be waiting
+                if (!j) --busy_;
+            }
         }
     }
 
@@ -114,7 +130,8 @@ private:
     std::condition_variable cv_;
     std::atomic<std::uint64_t> gen_{0};
     std::atomic<int> sleeping_{0};
-    std::shared_ptr<job> current_;
+    std::vector<std::shared_ptr<job>> active_;
+    int busy_ = 0;  ///< workers inside a task set
     std::vector<std::thread> threads_;
     bool stop_ = false;
 };
