@@ -55,6 +55,7 @@ struct group_state {
     std::vector<pw_input_spec> specs;
     int row_dims = -1;
     int out_value = -1;                      ///< value id of the last member's output
+    std::vector<char> relied;                ///< output dims the constant operands' layout depends on
 };
 
 bool is_absorbable_op(const node& n) {
@@ -149,6 +150,7 @@ struct executor::impl {
         fused_epilogue ep;  // producer
         std::shared_ptr<const pw_program> program;  // pointwise
         std::vector<pw_input_spec> specs;           // pointwise
+        shape_t expected;                           // pointwise: output shape the plan assumed
         std::size_t anchor = 0;
         int row_dims = 0;
         std::unique_ptr<op_kernel> kernel;
@@ -438,6 +440,8 @@ struct executor::impl {
             for (int k = f; k < rd; ++k) period *= out->shape[static_cast<std::size_t>(k)];
             if (c) {
                 if (period != c->numel()) return false;
+                st.relied.resize(static_cast<std::size_t>(R), 0);
+                for (int k = f; k < rd; ++k) st.relied[static_cast<std::size_t>(k)] = 1;
                 const std::vector<float> v(c->data<float>(), c->data<float>() + c->numel());
                 st.consts.push_back(v);
                 result = {vop::kind::const_row, static_cast<int>(st.consts.size()) - 1, 0.0f, period};
@@ -455,6 +459,8 @@ struct executor::impl {
             for (int k = rd; k < R; ++k)
                 if (!matches(k) || (k < R - r)) return false;
             if (c) {
+                st.relied.resize(static_cast<std::size_t>(R), 0);
+                for (int k = rd; k < R; ++k) st.relied[static_cast<std::size_t>(k)] = 1;
                 st.consts.push_back(std::vector<float>(c->data<float>(), c->data<float>() + c->numel()));
                 result = {vop::kind::const_col, static_cast<int>(st.consts.size()) - 1, 0.0f, 0};
             } else {
@@ -543,6 +549,8 @@ struct executor::impl {
                 k[static_cast<std::size_t>(c)] = kk;
                 b[static_cast<std::size_t>(c)] = p[1]->data<float>()[c] - p[2]->data<float>()[c] * kk;
             }
+            s.relied.resize(out->shape.size(), 0);
+            s.relied[1] = 1;
             s.consts.push_back(std::move(k));
             const vop kop{vop::kind::const_row, static_cast<int>(s.consts.size()) - 1, 0.0f, C};
             s.consts.push_back(std::move(b));
@@ -642,8 +650,17 @@ struct executor::impl {
         }
     }
 
+    /// The dims of `out` the group's constant operands were laid out for; -1 elsewhere (any size at run time).
+    static shape_t relied_shape(const group_state& st, const value_info& out) {
+        shape_t e(out.shape.size(), -1);
+        for (std::size_t k = 0; k < e.size() && k < st.relied.size(); ++k)
+            if (st.relied[k]) e[k] = out.shape[k];
+        return e;
+    }
+
     /// Turns virtual registers into physical ones and folds a leading affine / clamp into the producer.
-    bool finalize(group_state& st, bool producer_root, bool fold_affine, std::int64_t channels, step& out) {
+    bool finalize(group_state& st, bool producer_root, bool fold_affine, std::int64_t channels, step& out,
+                  const value_info* out_info) {
         std::vector<vinstr> code = st.code;
         if (code.empty()) return false;
         auto uses = [&](const std::vector<vinstr>& cd, const vop& v) {
@@ -788,6 +805,7 @@ struct executor::impl {
         if (producer_root) {
             out.ep.program = cprog;
             out.ep.inputs = st.specs;
+            if (cprog && out_info) out.ep.expected = relied_shape(st, *out_info);
         } else {
             out.program = cprog;
             out.specs = st.specs;
@@ -837,7 +855,7 @@ struct executor::impl {
                         fs.k = step::kind::producer;
                         group_state b = best;
                         const bool fold = detail::can_fold_channel_affine(n, info);
-                        if (finalize(b, true, fold, detail::producer_channels(n, info), fs)) {
+                        if (finalize(b, true, fold, detail::producer_channels(n, info), fs, info_of(out_id))) {
                             fs.nodes = b.members;
                             for (const auto& in : n.inputs) fs.inputs.push_back(in.empty() ? -1 : id_of(in));
                             fs.inputs.resize(detail::producer_arity(n), -1);
@@ -880,7 +898,8 @@ struct executor::impl {
                                 fs.k = step::kind::pointwise;
                                 group_state b = best;
                                 if (b.row_dims < 0) b.row_dims = 0;
-                                if (finalize(b, false, false, -1, fs)) {
+                                if (finalize(b, false, false, -1, fs, oi)) {
+                                    fs.expected = relied_shape(b, *oi);
                                     fs.nodes = b.members;
                                     fs.inputs = b.extra;
                                     fs.outputs = {b.out_value};
@@ -940,7 +959,8 @@ struct executor::impl {
             case step::kind::producer: s.kernel = detail::create_fused_producer(root, info, s.ep); break;
             case step::kind::pointwise:
                 s.kernel = detail::create_pointwise_group(s.program, s.specs, s.anchor, s.row_dims,
-                                                          "fused group '" + root.name + "' (" + s.label + ")");
+                                                          "fused group '" + root.name + "' (" + s.label + ")",
+                                                          s.expected);
                 break;
         }
     }

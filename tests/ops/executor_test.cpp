@@ -231,6 +231,27 @@ TEST(executor, hooks_and_fetches_see_unfused_values) {
     EXPECT_TRUE(all_close(y_fused, y_ref, 1e-4f, 1e-5f));
 }
 
+TEST(executor, wrong_recorded_shapes_fail_loudly_in_fused_groups) {
+    // The graph records r as [N, 8, 4, 5] but the runtime Reshape target makes it [N, 4, 8, 5]: the fused
+    // per-channel Mul/Add (laid out for 8 channels) must refuse instead of indexing the wrong channel.
+    graph g;
+    g.inputs.push_back(vinfo("x", {-1, 160}, dtype::float32, {"N", ""}));
+    g.inputs.push_back(vinfo("s", {4}, dtype::int64));
+    g.params["c"] = tensor::full({8, 1, 1}, 2.0f);
+    g.params["d"] = tensor::full({8, 1, 1}, 1.0f);
+    g.nodes.push_back(make_node("Reshape", {"x", "s"}, {"r"}));
+    g.nodes.push_back(make_node("Mul", {"r", "c"}, {"m"}));
+    g.nodes.push_back(make_node("Add", {"m", "d"}, {"y"}));
+    g.value_infos["r"] = vinfo("r", {-1, 8, 4, 5}, dtype::float32, {"N", "", "", ""});
+    g.value_infos["m"] = vinfo("m", {-1, 8, 4, 5}, dtype::float32, {"N", "", "", ""});
+    g.outputs.push_back(vinfo("y", {-1, 8, 4, 5}, dtype::float32, {"N", "", "", ""}));
+    executor ex(g);
+    ASSERT_EQ(ex.num_steps(), 2u) << ex.plan_summary();  // Reshape, then Mul+Add fused
+    const tensor x = tensor::full({1, 160}, 1.0f);
+    EXPECT_EQ(ex.run({{"x", x}, {"s", i64({1, 8, 4, 5})}}).at("y").f32()[0], 3.0f);
+    EXPECT_THROW(ex.run({{"x", x}, {"s", i64({1, 4, 8, 5})}}), shape_error);
+}
+
 TEST(executor, update_param_rebuilds_affected_kernels) {
     std::mt19937 rng(kSeed + 44);
     SCOPED_TRACE("seed " + std::to_string(kSeed + 44));

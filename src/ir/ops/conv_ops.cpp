@@ -226,7 +226,7 @@ public:
         ep.hi = ep_.hi;
         std::vector<const float*> extra;
         if (ep_.program) {
-            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 2, desc_);
+            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 2, desc_, &ep_.expected);
             for (std::size_t i = 0; i < ep_.inputs.size(); ++i) extra.push_back(ins[first_extra_ + i]->data<float>());
             ep.program = ep_.program.get();
             ep.inputs = extra.data();
@@ -375,7 +375,7 @@ public:
         ep.hi = ep_.hi;
         std::vector<const float*> extra;
         if (ep_.program) {
-            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 2, desc_);
+            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 2, desc_, &ep_.expected);
             for (std::size_t i = 0; i < ep_.inputs.size(); ++i) extra.push_back(ins[first_extra_ + i]->data<float>());
             ep.program = ep_.program.get();
             ep.inputs = extra.data();

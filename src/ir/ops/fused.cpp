@@ -52,8 +52,15 @@ std::unique_ptr<op_kernel> create_fused_producer(const node& n, const op_inputs_
 
 void check_program_inputs(const std::vector<const tensor*>& ins, std::size_t first,
                           const std::vector<pw_input_spec>& specs, const shape_t& out, int row_dims,
-                          const std::string& desc) {
+                          const std::string& desc, const shape_t* expected) {
     const std::size_t r = out.size();
+    if (expected && !expected->empty()) {
+        bool same = expected->size() == r;
+        for (std::size_t k = 0; k < r && same; ++k) same = (*expected)[k] < 0 || (*expected)[k] == out[k];
+        if (!same)
+            QUANTSIM_THROW(shape_error, desc, ": output has shape ", to_string(out), " but the graph's recorded shape is ",
+                           to_string(*expected), " (the fused plan relies on it)");
+    }
     for (std::size_t i = 0; i < specs.size(); ++i) {
         const std::size_t slot = first + i;
         if (slot >= ins.size() || !ins[slot] || !ins[slot]->defined())
@@ -99,13 +106,14 @@ namespace {
 class pointwise_group_kernel final : public op_kernel {
 public:
     pointwise_group_kernel(std::shared_ptr<const pw_program> p, std::vector<pw_input_spec> specs, std::size_t anchor,
-                           int row_dims, std::string desc)
-        : p_(std::move(p)), specs_(std::move(specs)), anchor_(anchor), row_dims_(row_dims), desc_(std::move(desc)) {}
+                           int row_dims, std::string desc, shape_t expected)
+        : p_(std::move(p)), specs_(std::move(specs)), anchor_(anchor), row_dims_(row_dims), desc_(std::move(desc)),
+          expected_(std::move(expected)) {}
 
     void run(const std::vector<const tensor*>& ins, std::vector<tensor>& outs) override {
         const tensor& a = input(ins, anchor_, desc_);
         require_float(a, desc_, anchor_);
-        check_program_inputs(ins, 0, specs_, a.shape(), row_dims_, desc_);
+        check_program_inputs(ins, 0, specs_, a.shape(), row_dims_, desc_, &expected_);
         std::vector<const float*> ptrs;
         for (const tensor* t : ins) ptrs.push_back(t->data<float>());
         tensor y = detail::new_tensor(a.shape());
@@ -121,14 +129,15 @@ private:
     std::size_t anchor_;
     int row_dims_;
     std::string desc_;
+    shape_t expected_;
 };
 }  // namespace
 
 std::unique_ptr<op_kernel> create_pointwise_group(std::shared_ptr<const pw_program> program,
                                                   std::vector<pw_input_spec> inputs, std::size_t anchor,
-                                                  int row_dims, std::string desc) {
+                                                  int row_dims, std::string desc, shape_t expected) {
     return std::make_unique<pointwise_group_kernel>(std::move(program), std::move(inputs), anchor, row_dims,
-                                                    std::move(desc));
+                                                    std::move(desc), std::move(expected));
 }
 
 }  // namespace quantsim::detail

@@ -22,6 +22,9 @@ struct fused_epilogue {
     float hi = std::numeric_limits<float>::infinity();
     std::shared_ptr<const pw_program> program;  ///< then this program (may be null)
     std::vector<pw_input_spec> inputs;           ///< the program's runtime inputs, in order
+    /// The output shape the plan assumed when it laid out the program's operands (-1 = any size); checked at every
+    /// run so that a graph whose recorded shapes were wrong fails loudly instead of indexing the wrong channel.
+    shape_t expected;
 };
 
 /// Leading output dims that form P in the [P, Q] view of a producer's output: 2 for Conv/ConvTranspose (N, M),
@@ -41,11 +44,11 @@ std::unique_ptr<op_kernel> create_fused_producer(const node& n, const op_inputs_
 /// shape. `row_dims` is the P/Q split. `desc` names the group in errors.
 std::unique_ptr<op_kernel> create_pointwise_group(std::shared_ptr<const pw_program> program,
                                                   std::vector<pw_input_spec> inputs, std::size_t anchor,
-                                                  int row_dims, std::string desc);
+                                                  int row_dims, std::string desc, shape_t expected = {});
 
 /// Checks runtime program inputs against the output shape split at row_dims; throws shape_error naming desc.
 void check_program_inputs(const std::vector<const tensor*>& ins, std::size_t first,
                           const std::vector<pw_input_spec>& specs, const shape_t& out, int row_dims,
-                          const std::string& desc);
+                          const std::string& desc, const shape_t* expected = nullptr);
 
 }  // namespace quantsim::detail

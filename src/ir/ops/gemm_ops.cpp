@@ -128,7 +128,7 @@ public:
         tensor y = detail::new_tensor(p.out_shape);
         std::vector<const float*> extra;
         if (ep_.program) {
-            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), std::max(0, y.rank() - 1), desc_);
+            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), std::max(0, y.rank() - 1), desc_, &ep_.expected);
             for (std::size_t i = 0; i < ep_.inputs.size(); ++i) extra.push_back(ins[first_extra_ + i]->data<float>());
         }
         run_matmul(p, a.data<float>(), b.data<float>(), y.data<float>(), ep_.program.get(), extra.data());
@@ -240,7 +240,7 @@ public:
                  y.data<float>(), n);
         }
         if (ep_.program) {
-            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 1, desc_);
+            check_program_inputs(ins, first_extra_, ep_.inputs, y.shape(), 1, desc_, &ep_.expected);
             std::vector<const float*> extra;
             for (std::size_t i = 0; i < ep_.inputs.size(); ++i) extra.push_back(ins[first_extra_ + i]->data<float>());
             ep_.program->run(y.data<float>(), extra.data(), m, n);
