@@ -201,6 +201,66 @@ TEST(quant_kernels, results_do_not_depend_on_thread_count) {
         }
 }
 
+/// Forces the streaming (non-temporal) output path for every size while alive.
+struct force_streaming {
+    std::int64_t saved = detail::stream_threshold_bytes();
+    force_streaming() { detail::stream_threshold_bytes() = 0; }
+    ~force_streaming() { detail::stream_threshold_bytes() = saved; }
+};
+
+TEST(quant_kernels, streaming_output_paths_equal_reference) {
+    // Large out-of-place outputs take the streaming paths (vector non-temporal kernels for long runs, blocked and
+    // periodic layouts; an L1 staging buffer elsewhere). Forced on here for every layout, with the output aligned
+    // to 64 bytes and misaligned by 4, 16 and 36 bytes, so heads, tails and every branch run.
+    const force_streaming on;
+    const std::uint64_t seed = test_seed();
+    SCOPED_TRACE(seed_trace(seed));
+    std::mt19937_64 rng(seed);
+    std::vector<layout_case> layouts = layout_cases();
+    const std::vector<layout_case> large = {{{100003}, granularity::per_tensor()},
+                                            {{96, 4096}, granularity::per_block(0, 1, 64)},
+                                            {{96, 4096}, granularity::per_block(0, 1, 32)},
+                                            {{96, 4096}, granularity::per_block(0, 1, 8)},
+                                            {{4096, 24}, granularity::per_block(1, 0, 128)},
+                                            {{512, 256}, granularity::per_channel(1)},
+                                            {{512, 36}, granularity::per_channel(1)},
+                                            {{256, 512}, granularity::per_channel(0)},
+                                            {{3, 100, 300}, granularity::per_channel(1)},
+                                            {{4, 64, 7, 7}, granularity::per_channel(1)},
+                                            {{8, 64, 4, 4}, granularity::per_channel(1)}};
+    layouts.insert(layouts.end(), large.begin(), large.end());
+    for (std::size_t ci = 0; ci < layouts.size(); ++ci) {
+        const auto& c = layouts[ci];
+        const bool is_large = ci + large.size() >= layouts.size();
+        const grid_case gc = grids[(ci * 7) % grids.size()];
+        const quant_params p = make_params(gc.bits, gc.is_signed, gc.scheme, c.gran, groups_for(c.gran, c.shape), rng);
+        const std::int64_t n = checked_numel(c.shape);
+        const auto r = p.range();
+        const auto x = grid_probe_data(static_cast<std::size_t>(n), p.scale[0], r.qmin - p.zero_point[0],
+                                       r.qmax - p.zero_point[0], rng);
+        for (auto mode : all_modes) {
+            if (!is_large && mode != rounding_mode::nearest_even && mode != rounding_mode::stochastic) continue;
+            for (auto arith : all_arith) {
+                quant_options o;
+                o.rounding = mode;
+                o.arithmetic = arith;
+                o.seed = rng();
+                o.num_threads = is_large ? 2 : 1;
+                SCOPED_TRACE(describe(c, gc.bits, gc.is_signed, gc.scheme, o));
+                std::vector<float> want(x.size());
+                fake_quant_ref(x, want, c.shape, p, o);
+                tensor out = tensor::empty({n + 16});  // 64-byte aligned storage
+                for (std::int64_t offset : {0, 1, 4, 9}) {
+                    std::span<float> y(out.f32() + offset, static_cast<std::size_t>(n));
+                    std::fill(y.begin(), y.end(), -123.0f);
+                    fake_quant(x, y, c.shape, p, o);
+                    ASSERT_EQ(first_bit_mismatch(want.data(), y.data(), n), -1) << "output offset " << offset;
+                }
+            }
+        }
+    }
+}
+
 TEST(quant_kernels, layout_folds_short_rows_and_keeps_long_ones) {
     // Not a numeric test: checks that the optimized walk uses the intended run shapes (speed depends on it).
     const auto layout = [](const shape_t& s, const quant_params& p) {
@@ -211,6 +271,12 @@ TEST(quant_kernels, layout_folds_short_rows_and_keeps_long_ones) {
     const auto nchw = layout({8, 64, 7, 7}, pc);  // 49-element rows are folded with the channel axis
     EXPECT_EQ(nchw.kind, detail::run_layout::row_kind::table);
     EXPECT_EQ(nchw.row, 64 * 49);
+    quant_params pb;
+    pb.scale.assign(64 * 64, 1.0f), pb.zero_point.assign(64 * 64, 0), pb.gran = granularity::per_block(0, 1, 64);
+    const auto blocks = layout({64, 4096}, pb);  // blocks of 64 along the rows: long "blocked" rows
+    EXPECT_EQ(blocks.kind, detail::run_layout::row_kind::blocked);
+    EXPECT_EQ(blocks.block, 64);
+    EXPECT_GE(blocks.row, 4096);
     pc.gran = granularity::per_channel(-1);
     const auto last = layout({1000, 64}, pc);
     EXPECT_EQ(last.kind, detail::run_layout::row_kind::contiguous);

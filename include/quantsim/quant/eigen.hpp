@@ -79,7 +79,7 @@ void eigen_runs(std::int64_t rows, std::int64_t cols, bool row_major, bool conti
                 const resolved_granularity& g, const quant_params& p, int threads, Fn&& fn) {
     const std::int64_t outer = row_major ? rows : cols, inner = row_major ? cols : rows;
     const run_layout L = make_run_layout(g, shape_t{outer, inner}, !contiguous || (!row_major && stochastic));
-    const group_table<C> G = make_group_table<C>(p);
+    const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     parallel_ranges(outer * inner, threads, [&](std::int64_t begin, std::int64_t end) {
         for_each_run<C>(L, G, begin, end, [&](std::int64_t i, std::int64_t count, const auto& view) {
             const std::int64_t o = i / inner, t = i % inner;

@@ -23,11 +23,17 @@ template <class C>
 void fake_quant_contiguous(const float* x, float* y, std::int64_t n, const shape_t& shape,
                            const resolved_granularity& g, const quant_params& p, const quant_options& o) {
     const run_layout L = make_run_layout(g, shape);
-    const group_table<C> G = make_group_table<C>(p);
+    const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     const std::uint64_t key = stochastic_key(o.seed);
+    // Large out-of-place outputs bypass the cache (see detail/stream_store.hpp).
+    const bool stream = x != y && n * static_cast<std::int64_t>(sizeof(float)) >= stream_threshold_bytes();
     with_modes(o, "fake_quant", [&](auto tag) {
         using T = decltype(tag);
         parallel_ranges(n, o.num_threads, [&](std::int64_t begin, std::int64_t end) {
+            if (stream) {
+                fq_range_streamed<T::rounding, T::arithmetic, C>(x, y, L, G, begin, end, key);
+                return;
+            }
             for_each_run<C>(L, G, begin, end, [&](std::int64_t i, std::int64_t count, const auto& view) {
                 const auto first = static_cast<std::uint64_t>(i);
                 if (x == y)

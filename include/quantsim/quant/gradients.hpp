@@ -43,7 +43,7 @@ void fq_backward_impl(const float* x, const float* g, float* dx, std::int64_t n,
                       const resolved_granularity& rg, const quant_params& p, const quant_options& o,
                       backward_sums* sums) {
     const run_layout L = make_run_layout(rg, shape);
-    const group_table<C> G = make_group_table<C>(p);
+    const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     const std::size_t groups = p.size();
     // Fixed chunks (independent of the thread count) with their own partial sums, reduced in order afterwards.
     const std::int64_t chunk = std::max<std::int64_t>(8192, 8 * static_cast<std::int64_t>(groups));

@@ -65,7 +65,7 @@ template <class C, class OutT>
 void quantize_contiguous(const float* x, OutT* q, std::int64_t n, const shape_t& shape, const resolved_granularity& g,
                          const quant_params& p, const quant_options& o) {
     const run_layout L = make_run_layout(g, shape);
-    const group_table<C> G = make_group_table<C>(p);
+    const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     const std::uint64_t key = stochastic_key(o.seed);
     bool any_nan = false;
     with_modes(o, "quantize", [&](auto tag) {
@@ -95,7 +95,7 @@ template <class C, class InT>
 void dequantize_contiguous(const InT* q, float* y, std::int64_t n, const shape_t& shape, const resolved_granularity& g,
                            const quant_params& p, dtype storage) {
     const run_layout L = make_run_layout(g, shape);
-    const group_table<C> G = make_group_table<C>(p);
+    const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     const int_range s = storage_range(storage);
     const auto tmin = static_cast<std::int32_t>(s.qmin), tmax = static_cast<std::int32_t>(s.qmax);
     bool any_bad = false;
