@@ -385,6 +385,42 @@ struct executor::impl {
         return !p.empty() && p == q;
     }
 
+    /// Index (0 or 1) of the [N, C, 1, 1] operand of a squeeze-excitation Mul (checked by scale_prologue).
+    int scale_operand_index(const node& mul) const {
+        const value_info* b = info_of(id_of(mul.inputs[1]));
+        return b && b->shape.size() == 4 && b->shape[2] == 1 && b->shape[3] == 1 ? 1 : 0;
+    }
+
+    /// The Mul node whose x * s (s of shape [N, C, 1, 1]) only feeds Conv node `ni`, or -1.
+    std::ptrdiff_t scale_prologue(std::size_t ni) const {
+        const node& n = g.nodes[ni];
+        if (n.op_type != "Conv" || !n.domain.empty() || n.inputs.empty() || n.outputs.size() != 1) return -1;
+        if (n.attr_int("group", 1) != 1) return -1;
+        const tensor* w = n.inputs.size() > 1 ? constant[static_cast<std::size_t>(id_of(n.inputs[1]))] : nullptr;
+        if (!w || w->type() != dtype::float32 || w->rank() != 4) return -1;
+        if (n.has_input(2) && !constant[static_cast<std::size_t>(id_of(n.inputs[2]))]) return -1;
+        const int x = id_of(n.inputs[0]);
+        const int p = producer[static_cast<std::size_t>(x)];
+        if (p < 0 || node_folded[static_cast<std::size_t>(p)] || pinned[static_cast<std::size_t>(x)]) return -1;
+        if (consumers[static_cast<std::size_t>(x)].size() != 1) return -1;
+        for (const auto& in : n.inputs)
+            if (in == n.inputs[0] && &in != &n.inputs[0]) return -1;  // the conv reads x twice
+        const node& mul = g.nodes[static_cast<std::size_t>(p)];
+        if (mul.op_type != "Mul" || !mul.domain.empty() || mul.inputs.size() != 2 || mul.outputs.size() != 1) return -1;
+        const int si = scale_operand_index(mul);
+        const int a_id = id_of(mul.inputs[static_cast<std::size_t>(1 - si)]);
+        const int s_id = id_of(mul.inputs[static_cast<std::size_t>(si)]);
+        if (a_id == s_id || constant[static_cast<std::size_t>(a_id)] || constant[static_cast<std::size_t>(s_id)]) return -1;
+        const value_info* a = info_of(a_id);
+        const value_info* sv = info_of(s_id);
+        if (!a || !sv || a->type != dtype::float32 || sv->type != dtype::float32) return -1;
+        if (a->shape.size() != 4 || sv->shape.size() != 4) return -1;
+        if (!same_dim(*a, 0, *sv, 0) || !same_dim(*a, 1, *sv, 1) || sv->shape[2] != 1 || sv->shape[3] != 1) return -1;
+        if (a->shape[1] != w->shape()[1]) return -1;
+        if (a->shape[2] == 1 && a->shape[3] == 1) return -1;  // [N, C, 1, 1] both: ambiguous, leave it
+        return p;
+    }
+
     /// Classifies a non-group input of a candidate node; false when it cannot be an operand.
     bool classify(group_state& st, int id, const value_info* out, vop& result) {
         const tensor* c = constant[static_cast<std::size_t>(id)];
@@ -662,7 +698,7 @@ struct executor::impl {
     bool finalize(group_state& st, bool producer_root, bool fold_affine, std::int64_t channels, step& out,
                   const value_info* out_info) {
         std::vector<vinstr> code = st.code;
-        if (code.empty()) return false;
+        if (code.empty()) return producer_root;  // a producer with only a prologue: nothing to add
         auto uses = [&](const std::vector<vinstr>& cd, const vop& v) {
             int u = 0;
             for (const auto& in : cd) u += (in.a == v ? 1 : 0) + (in.b == v ? 1 : 0);
@@ -831,6 +867,18 @@ struct executor::impl {
         pinned = no_fuse;
 
         std::vector<char> assigned(g.nodes.size(), 0);
+        // Squeeze-excitation scales x[N, C, H, W] * s[N, C, 1, 1] feeding a (non-depthwise) Conv fold into the
+        // conv's per-image weights: reserve those Mul nodes before the walk reaches them.
+        std::map<std::size_t, std::size_t> prologue;  // conv node -> Mul node
+        if (opt.fuse)
+            for (std::size_t ni : order) {
+                if (node_folded[ni]) continue;
+                const auto m = scale_prologue(ni);
+                if (m >= 0) {
+                    prologue[ni] = static_cast<std::size_t>(m);
+                    assigned[static_cast<std::size_t>(m)] = 1;
+                }
+            }
         std::vector<std::pair<std::size_t, step>> planned_steps;  // (topo position of last member, step)
         for (std::size_t ni : order) {
             if (assigned[ni] || node_folded[ni]) continue;
@@ -850,7 +898,8 @@ struct executor::impl {
                     st.values[out_id] = {vop::kind::output, 0, 0.0f, 0};
                     st.out_value = out_id;
                     const group_state best = grow(st, assigned, info_of(out_id));
-                    if (best.members.size() > 1) {
+                    const auto pro = prologue.find(ni);
+                    if (best.members.size() > 1 || pro != prologue.end()) {
                         step fs;
                         fs.k = step::kind::producer;
                         group_state b = best;
@@ -860,11 +909,22 @@ struct executor::impl {
                             for (const auto& in : n.inputs) fs.inputs.push_back(in.empty() ? -1 : id_of(in));
                             fs.inputs.resize(detail::producer_arity(n), -1);
                             for (int e : b.extra) fs.inputs.push_back(e);
+                            if (pro != prologue.end()) {
+                                // The conv reads the Mul's tensor operand; the scale comes last.
+                                const node& mul = g.nodes[pro->second];
+                                const int a = id_of(mul.inputs[scale_operand_index(mul) == 1 ? 0 : 1]);
+                                const int sc = id_of(mul.inputs[static_cast<std::size_t>(scale_operand_index(mul))]);
+                                fs.inputs[0] = a;
+                                fs.inputs.push_back(sc);
+                                fs.ep.input_scale = true;
+                                fs.nodes.push_back(pro->second);
+                            }
                             fs.outputs = {b.out_value};
                             s = std::move(fs);
                             grouped = true;
                         }
                     }
+                    if (!grouped && pro != prologue.end()) assigned[pro->second] = 0;  // not fused after all
                 } else if (is_absorbable_op(n) && n.op_type != "BatchNormalization") {
                     // Standalone: the root's first runtime input of the output's full shape anchors the group.
                     const int out_id = id_of(n.outputs[0]);
@@ -1306,6 +1366,7 @@ std::string executor::plan_summary() {
         os << "]";
         if (s.k == impl::step::kind::producer) {
             if (!s.ep.scale.empty()) os << " affine-folded";
+            if (s.ep.input_scale) os << " input-scale-folded";
             if (s.ep.lo != -std::numeric_limits<float>::infinity() || s.ep.hi != std::numeric_limits<float>::infinity())
                 os << " clamp[" << s.ep.lo << ", " << s.ep.hi << "]";
             if (s.ep.program) os << " epilogue{" << s.ep.program->describe() << "}";

@@ -196,6 +196,7 @@ TEST(executor, fused_plan_matches_unfused_and_has_fewer_steps) {
     EXPECT_LT(fused.num_steps(), ref.num_steps());
     EXPECT_LE(fused.num_steps(), 12u) << fused.plan_summary();
     EXPECT_NE(fused.plan_summary().find("affine-folded"), std::string::npos) << fused.plan_summary();
+    EXPECT_NE(fused.plan_summary().find("input-scale-folded"), std::string::npos) << fused.plan_summary();
     for (std::int64_t batch : {1, 3}) {
         const tensor x = random_tensor({batch, 8, 6, 20}, rng);
         const tensor a = ref.run({x})[0];

@@ -220,6 +220,36 @@ TEST(conv2d, epilogue_clamp_and_program) {
     }
 }
 
+TEST(conv2d, input_scale_matches_scaling_the_input) {
+    // conv(x * s[n, c]) for every algorithm, s folded into per-image weights (depthwise: applied to the input).
+    for (int trial = 0; trial < 24; ++trial) {
+        const unsigned seed = kSeed + 3000 + static_cast<unsigned>(trial);
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937 rng(seed);
+        const conv_trial t = random_conv(rng, trial);
+        const std::int64_t oh = t.g.conv_out(0, t.h), ow = t.g.conv_out(1, t.w);
+        if (oh <= 0 || ow <= 0) continue;
+        const std::int64_t C = t.g.in_channels;
+        auto x = random_floats(static_cast<std::size_t>(t.batch * C * t.h * t.w), rng);
+        const auto w = random_floats(static_cast<std::size_t>(t.g.out_channels * (C / t.g.group) * t.g.kernel[0] *
+                                                              t.g.kernel[1]), rng);
+        const auto bias = random_floats(static_cast<std::size_t>(t.g.out_channels), rng);
+        const auto sc = random_floats(static_cast<std::size_t>(t.batch * C), rng, 0.1f, 2.0f);
+        std::vector<float> xs = x;
+        for (std::int64_t p = 0; p < t.batch * C; ++p)
+            for (std::int64_t i = 0; i < t.h * t.w; ++i) xs[static_cast<std::size_t>(p * t.h * t.w + i)] *= sc[static_cast<std::size_t>(p)];
+        const std::size_t ny = static_cast<std::size_t>(t.batch * t.g.out_channels * oh * ow);
+        std::vector<float> ref(ny), got(ny);
+        conv2d_ref(t.g, t.batch, t.h, t.w, xs.data(), w.data(), bias.data(), ref.data());
+        conv2d_kernel k(t.g, w.data(), bias.data());
+        conv_epilogue ep;
+        ep.input_scale = sc.data();
+        k.run(t.batch, t.h, t.w, x.data(), got.data(), ep);
+        EXPECT_TRUE(all_close(got.data(), ref.data(), static_cast<std::int64_t>(ny), kSumTol, 1e-5f))
+            << "algo " << static_cast<int>(k.algo());
+    }
+}
+
 TEST(conv_transpose2d, matches_reference_on_random_shapes) {
     for (int trial = 0; trial < 30; ++trial) {
         const unsigned seed = kSeed + 2000 + static_cast<unsigned>(trial);

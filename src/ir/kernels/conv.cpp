@@ -221,16 +221,42 @@ void conv2d_kernel::run(std::int64_t batch, std::int64_t h, std::int64_t w, cons
                         const conv_epilogue& ep) const {
     const std::int64_t oh = g_.conv_out(0, h), ow = g_.conv_out(1, w);
     if (batch <= 0 || oh <= 0 || ow <= 0) return;
+    std::vector<float> scaled;
+    if (ep.input_scale) {
+        if (algo_ == conv_algo::depthwise) {
+            // x * s then a depthwise conv = s * (conv without bias) + bias: scale the input instead (rare).
+            std::vector<float> xs(static_cast<std::size_t>(batch * g_.in_channels * h * w));
+            for (std::int64_t p = 0; p < batch * g_.in_channels; ++p)
+                for (std::int64_t i = 0; i < h * w; ++i)
+                    xs[static_cast<std::size_t>(p * h * w + i)] = x[p * h * w + i] * ep.input_scale[p];
+            conv_epilogue e2 = ep;
+            e2.input_scale = nullptr;
+            run_depthwise(batch, h, w, oh, ow, xs.data(), y, e2);
+            return;
+        }
+        // Per image: the packed weights with column k = (c, ky, kx) scaled by s[n, group * C/G + c].
+        const std::int64_t G = g_.group, cg = g_.in_channels / G, taps = g_.kernel[0] * g_.kernel[1];
+        const std::int64_t per = detail::packed_a_size(g_.out_channels / G, kdim_);
+        scaled.resize(static_cast<std::size_t>(batch * G * per));
+        detail::parallel_for(batch * G, [&](std::int64_t t) {
+            const std::int64_t n = t / G, grp = t % G;
+            const float* src = packed_.data() + grp * per;
+            float* dst = scaled.data() + t * per;
+            const float* sc = ep.input_scale + n * g_.in_channels + grp * cg;
+            for (std::int64_t i = 0; i < per; ++i) dst[i] = src[i] * sc[(i % (kdim_ * detail::gemm_mr)) / detail::gemm_mr / taps];
+        });
+    }
+    const float* a_images = ep.input_scale ? scaled.data() : nullptr;
     if (algo_ == conv_algo::depthwise)
         run_depthwise(batch, h, w, oh, ow, x, y, ep);
     else if (algo_ == conv_algo::indirect_gemm)
-        run_indirect(batch, h, w, oh, ow, x, y, ep);
+        run_indirect(batch, h, w, oh, ow, x, y, ep, a_images);
     else
-        run_gemm(batch, h, w, oh, ow, x, y, ep);
+        run_gemm(batch, h, w, oh, ow, x, y, ep, a_images);
 }
 
 void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
-                             const float* x, float* y, const conv_epilogue& ep) const {
+                             const float* x, float* y, const conv_epilogue& ep, const float* a_images) const {
     const std::int64_t C = g_.in_channels, M = g_.out_channels, G = g_.group;
     const std::int64_t cg = C / G, mg = M / G;
     const std::int64_t Q = oh * ow;
@@ -269,7 +295,8 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
             gep.row_bias = bias_.data() + grp * mg;
             gep.lo = ep.lo;
             gep.hi = ep.hi;
-            detail::gemm_packed(mg, len, kdim_, packed_.data() + grp * per, b, ldb, y + (n * M + grp * mg) * Q + q0,
+            const float* ap = a_images ? a_images + (n * G + grp) * per : packed_.data() + grp * per;
+            detail::gemm_packed(mg, len, kdim_, ap, b, ldb, y + (n * M + grp * mg) * Q + q0,
                                 Q, gep);
         }
         if (ep.program)
@@ -279,7 +306,8 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
 }
 
 void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh,
-                                 std::int64_t ow, const float* x, float* y, const conv_epilogue& ep) const {
+                                 std::int64_t ow, const float* x, float* y, const conv_epilogue& ep,
+                                 const float* a_images) const {
     const std::int64_t C = g_.in_channels, M = g_.out_channels, G = g_.group;
     const std::int64_t cg = C / G, mg = M / G;
     const std::int64_t kh = g_.kernel[0], kw = g_.kernel[1], dh = g_.dilation[0], dw = g_.dilation[1];
@@ -340,7 +368,8 @@ void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_
             gep.row_bias = bias_.data() + grp * mg;
             gep.lo = ep.lo;
             gep.hi = ep.hi;
-            detail::gemm_packed_indirect(mg, len, kdim_, packed_.data() + grp * per, rows.data(), q0,
+            const float* ap = a_images ? a_images + (n * G + grp) * per : packed_.data() + grp * per;
+            detail::gemm_packed_indirect(mg, len, kdim_, ap, rows.data(), q0,
                                          cbuf + grp * mg * nt, nt, gep);
         }
         // Scatter the valid columns of each output row the tile touches (and run the epilogue program there).

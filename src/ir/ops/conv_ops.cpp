@@ -231,6 +231,14 @@ public:
             ep.program = ep_.program.get();
             ep.inputs = extra.data();
         }
+        if (ep_.input_scale) {
+            const tensor& sc = input(ins, first_extra_ + ep_.inputs.size(), desc_);
+            require_float(sc, desc_, first_extra_ + ep_.inputs.size());
+            if (sc.rank() != 4 || sc.shape()[0] != s.n || sc.shape()[1] != s.c || sc.shape()[2] != 1 || sc.shape()[3] != 1)
+                QUANTSIM_THROW(shape_error, desc_, ": the input scale has shape ", to_string(sc.shape()), ", expected [",
+                               s.n, ", ", s.c, ", 1, 1]");
+            ep.input_scale = sc.data<float>();
+        }
         kernel_->run(s.n, s.h, s.w, x.data<float>(), y.data<float>(), ep);
         outs[0] = std::move(y);
     }

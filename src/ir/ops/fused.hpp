@@ -25,6 +25,8 @@ struct fused_epilogue {
     /// The output shape the plan assumed when it laid out the program's operands (-1 = any size); checked at every
     /// run so that a graph whose recorded shapes were wrong fails loudly instead of indexing the wrong channel.
     shape_t expected;
+    /// Conv only: the last input is s [N, C, 1, 1] and the conv runs on x * s (squeeze-excitation scale).
+    bool input_scale = false;
 };
 
 /// Leading output dims that form P in the [P, Q] view of a producer's output: 2 for Conv/ConvTranspose (N, M),

@@ -41,6 +41,9 @@ struct conv_epilogue {
     float hi = std::numeric_limits<float>::infinity();
     const pw_program* program = nullptr;  ///< then this program (may be nullptr)
     const float* const* inputs = nullptr;  ///< runtime inputs of the program
+    /// Optional [N, C] factors: the conv runs on x[n, c] * input_scale[n, c] (a squeeze-excitation Mul folded into
+    /// per-image weights). Not for depthwise convs.
+    const float* input_scale = nullptr;
 };
 
 /// y[n, m, oy, ox] = bias[m] + sum w[m, c, ky, kx] * x[n, g*C/G + c, oy*s - p + ky*d, ox*s - p + kx*d].
@@ -73,10 +76,11 @@ public:
 private:
     void run_depthwise(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
                        const float* x, float* y, const conv_epilogue& ep) const;
+    // a_images: packed weights per image (input_scale), else nullptr (the shared packed_).
     void run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
-                  const float* x, float* y, const conv_epilogue& ep) const;
+                  const float* x, float* y, const conv_epilogue& ep, const float* a_images) const;
     void run_indirect(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
-                      const float* x, float* y, const conv_epilogue& ep) const;
+                      const float* x, float* y, const conv_epilogue& ep, const float* a_images) const;
     void choose_algo();
 
     conv_geometry g_;
