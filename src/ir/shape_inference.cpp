@@ -450,6 +450,22 @@ shape_inference_result run_shape_inference(graph& g, const shape_inference_optio
         } else if (!schema->infer) {
             outs.resize(n.outputs.size());
         } else {
+            // Arity first: schemas may index their inputs by position (validate() reports the same way).
+            const auto ni = static_cast<int>(n.num_present_inputs());
+            const auto no = static_cast<int>(n.outputs.size());
+            if (ni < schema->min_inputs || ni > schema->max_inputs)
+                QUANTSIM_THROW(graph_error, n.describe(), ": has ", ni, " inputs, the op takes ", schema->min_inputs,
+                               schema->max_inputs != schema->min_inputs ? " to " + std::to_string(schema->max_inputs) : std::string());
+            if (no < schema->min_outputs || no > schema->max_outputs)
+                QUANTSIM_THROW(graph_error, n.describe(), ": has ", no, " outputs, the op makes ", schema->min_outputs,
+                               schema->max_outputs != schema->min_outputs ? " to " + std::to_string(schema->max_outputs) : std::string());
+            // Omitted optional inputs up to the op's arity read as nullptr, so infer may index them directly.
+            const auto width = static_cast<std::size_t>(std::clamp(schema->max_inputs, 0, 64));
+            if (in.infos.size() < width) {
+                in.infos.resize(width, nullptr);
+                in.constants.resize(width, nullptr);
+                svs.resize(width, nullptr);
+            }
             try {
                 outs = schema->infer(n, in);
             } catch (const error&) {
@@ -492,7 +508,10 @@ shape_inference_result run_shape_inference(graph& g, const shape_inference_optio
                 try {
                     auto kernel = schema->create(n, in);
                     std::vector<tensor> values(n.outputs.size());
-                    kernel->run(in.constants, values);
+                    // Exactly the node's inputs, as the executor passes them.
+                    const std::vector<const tensor*> args(in.constants.begin(),
+                                                          in.constants.begin() + static_cast<std::ptrdiff_t>(std::min(n.inputs.size(), in.constants.size())));
+                    kernel->run(args, values);
                     for (std::size_t k = 0; k < n.outputs.size(); ++k) {
                         if (n.outputs[k].empty() || !values[k].defined()) continue;
                         outs[k] = info_of_tensor(n.outputs[k], values[k]);

@@ -175,6 +175,13 @@ inline op_schema conv_schema() {
         if (x.shape.size() != 4 || w.shape.size() != 4)
             QUANTSIM_THROW(shape_error, n.describe(), ": test Conv is 2-D only");
         const std::int64_t g = n.attr_int("group", 1);
+        // Attribute lengths are checked: the ONNX fuzz tests feed this schema corrupted nodes.
+        if (n.attr_ints("pads", std::vector<std::int64_t>{0, 0, 0, 0}).size() != 4 ||
+            n.attr_ints("strides", std::vector<std::int64_t>{1, 1}).size() != 2 ||
+            n.attr_ints("dilations", std::vector<std::int64_t>{1, 1}).size() != 2 || g < 1)
+            QUANTSIM_THROW(graph_error, n.describe(), ": test Conv needs 4 pads, 2 strides, 2 dilations, group >= 1");
+        for (auto v : n.attr_ints("strides", std::vector<std::int64_t>{1, 1}))
+            if (v < 1) QUANTSIM_THROW(graph_error, n.describe(), ": strides must be positive");
         if (x.shape[1] >= 0 && x.shape[1] != w.shape[1] * g)
             QUANTSIM_THROW(shape_error, n.describe(), ": input has ", x.shape[1], " channels, weight expects ", w.shape[1] * g);
         const auto pads = n.attr_ints("pads", std::vector<std::int64_t>{0, 0, 0, 0});
@@ -281,6 +288,7 @@ inline op_schema gather_schema() {
             out[0] = tensor::empty(in[1]->shape(), in[0]->type());
             for (std::size_t i = 0; i < idx.size(); ++i) {
                 auto k = idx[i] < 0 ? idx[i] + in[0]->dim(0) : idx[i];
+                if (k < 0 || k >= in[0]->dim(0)) QUANTSIM_THROW(shape_error, "test Gather: index ", idx[i], " out of range");
                 set_from_double(out[0], static_cast<std::int64_t>(i), get_as_double(*in[0], k));
             }
         });
@@ -339,7 +347,7 @@ inline op_schema unsqueeze_schema() {
         o.dim_params.resize(o.shape.size());
         auto axes = ints_of(*in.constants[1]);
         const auto r = static_cast<std::int64_t>(o.shape.size() + axes.size());
-        for (auto& a : axes) a = a < 0 ? a + r : a;
+        for (auto& a : axes) a = normalize_axis(a, static_cast<int>(r), "Unsqueeze axis");
         std::sort(axes.begin(), axes.end());
         for (auto a : axes) {
             o.shape.insert(o.shape.begin() + a, 1);
@@ -388,7 +396,7 @@ inline op_schema reshape_schema() {
             o.shape = r;
             o.shape_known = true;
             if (x_known && infer < 0 && known != total) QUANTSIM_THROW(shape_error, n.describe(), ": size mismatch");
-        } else if (in.infos[1] && in.infos[1]->fully_known()) {
+        } else if (in.infos[1] && in.infos[1]->fully_known() && in.infos[1]->shape.size() == 1 && in.infos[1]->shape[0] <= 64) {
             o.shape.assign(static_cast<std::size_t>(in.infos[1]->shape[0]), -1);
             o.shape_known = true;
         }
