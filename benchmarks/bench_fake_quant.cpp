@@ -160,8 +160,10 @@ void BM_dequantize_int8(benchmark::State& state) {
     quantize<std::int8_t>(x, q, shape, p);
     tensor yt = zeroed(n);
     const auto y = yt.span<float>();
+    quant_options o;
+    o.num_threads = static_cast<int>(state.range(1));
     for (auto _ : state) {
-        dequantize<std::int8_t>(q, y, shape, p);
+        dequantize<std::int8_t>(q, y, shape, p, dtype::int8, o);
         benchmark::ClobberMemory();
     }
     set_bytes(state, n, 5);
@@ -197,7 +199,7 @@ BENCHMARK(BM_fake_quant_per_tensor_stochastic)->Args({big, 1})->Args({big, 2})->
 BENCHMARK(BM_fake_quant_per_channel_nchw7x7)->Args({big, 1})->Args({big, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fake_quant_per_block64_int4)->Args({big, 1})->Args({big, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_quantize_int8)->Args({big, 1})->Args({big, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_dequantize_int8)->Args({big, 0})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_dequantize_int8)->Args({big, 1})->Args({big, 2})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fake_quant_ref_per_tensor)->Args({cached, 1})->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

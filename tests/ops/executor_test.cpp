@@ -2,11 +2,16 @@
 // update_param, fusion equivalence, fetching intermediates, constant folding, threads, profiling and errors.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <thread>
 
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ir/kernels/conv.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
 
 #include "ops_test_util.hpp"
 
@@ -401,6 +406,32 @@ TEST(executor, runs_any_batch_size_with_symbolic_batch) {
     for (std::int64_t n : {1, 2, 7}) {
         const tensor y = ex.run({random_tensor({n, 8, 6, 20}, rng)})[0];
         EXPECT_EQ(y.shape(), (shape_t{n, 8, 3, 20}));
+    }
+}
+
+}  // namespace
+}  // namespace quantsim::test
+
+namespace quantsim::test {
+namespace {
+
+// The kernels' thread pool must let the process exit right after it spawned workers, however late the OS starts
+// them (a worker that started after the pool's destructor used to sleep forever, hanging exit). Each child process
+// runs one parallel_for on many threads and exits at once; the parent gives each child 20 s.
+TEST(thread_pool, process_exits_right_after_spawning_workers) {
+    if (std::getenv("QUANTSIM_POOL_EXIT_CHILD")) {
+        kernel_threads_scope scope(16);
+        std::atomic<std::int64_t> sum{0};
+        detail::parallel_for(64, [&](std::int64_t i) { sum += i; });
+        ASSERT_EQ(sum.load(), 64 * 63 / 2);
+        return;
+    }
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::string cmd = "QUANTSIM_POOL_EXIT_CHILD=1 timeout 20 '";
+    cmd.append(self).append("' --gtest_filter=thread_pool.process_exits_right_after_spawning_workers >/dev/null 2>&1");
+    for (int i = 0; i < 30; ++i) {
+        const int rc = std::system(cmd.c_str());
+        ASSERT_EQ(rc, 0) << "child run " << i << " did not exit cleanly (status " << rc << "; 124<<8 = timed out)";
     }
 }
 

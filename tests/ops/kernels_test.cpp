@@ -220,6 +220,51 @@ TEST(conv2d, epilogue_clamp_and_program) {
     }
 }
 
+TEST(conv2d, large_weight_schedule_matches_reference) {
+    // Weights over 1 MiB on small planes take the K-blocked, channel-block schedule (all three GEMM algorithms),
+    // with a clamp, an epilogue program and an input scale on top.
+    struct shape_case {
+        std::int64_t c, m, k, stride, pad, h, w;
+    };
+    const shape_case cases[] = {{256, 256, 3, 1, 1, 5, 6}, {512, 520, 1, 1, 0, 3, 7}, {256, 264, 3, 2, 1, 7, 9}};
+    unsigned seed = kSeed + 4000;
+    for (const auto& sc : cases) {
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937 rng(seed++);
+        conv_geometry g;
+        g.in_channels = sc.c;
+        g.out_channels = sc.m;
+        g.kernel = {sc.k, sc.k};
+        g.stride = {sc.stride, sc.stride};
+        g.pad_begin = g.pad_end = {sc.pad, sc.pad};
+        const std::int64_t batch = 2, oh = g.conv_out(0, sc.h), ow = g.conv_out(1, sc.w);
+        const auto x = random_floats(static_cast<std::size_t>(batch * sc.c * sc.h * sc.w), rng);
+        const auto w = random_floats(static_cast<std::size_t>(sc.m * sc.c * sc.k * sc.k), rng, -0.05f, 0.05f);
+        const auto b = random_floats(static_cast<std::size_t>(sc.m), rng);
+        const auto s = random_floats(static_cast<std::size_t>(batch * sc.c), rng, 0.5f, 1.5f);
+        std::vector<float> xs = x;
+        for (std::int64_t p = 0; p < batch * sc.c; ++p)
+            for (std::int64_t i = 0; i < sc.h * sc.w; ++i) xs[static_cast<std::size_t>(p * sc.h * sc.w + i)] *= s[static_cast<std::size_t>(p)];
+        std::vector<float> ref(static_cast<std::size_t>(batch * sc.m * oh * ow)), got(ref.size());
+        conv2d_ref(g, batch, sc.h, sc.w, xs.data(), w.data(), b.data(), ref.data());
+        for (float& v : ref) v = pw_eval_ref(pw_op::hard_swish, std::min(std::max(v, -2.0f), 3.0f), 0, 1.0f / 6.0f, 0.5f);
+        pw_program p;
+        p.code.push_back({pw_op::hard_swish, -1, pw_operand::output(), {}, 1.0f / 6.0f, 0.5f});
+        conv_epilogue ep;
+        ep.lo = -2.0f;
+        ep.hi = 3.0f;
+        ep.program = &p;
+        ep.input_scale = s.data();
+        conv2d_kernel k(g, w.data(), b.data());
+        for (int threads : {1, 2}) {
+            kernel_threads_scope ts(threads);
+            k.run(batch, sc.h, sc.w, x.data(), got.data(), ep);
+            EXPECT_TRUE(all_close(got.data(), ref.data(), static_cast<std::int64_t>(ref.size()), 1e-4f, 1e-5f))
+                << "algo " << static_cast<int>(k.algo()) << " threads " << threads;
+        }
+    }
+}
+
 TEST(conv2d, input_scale_matches_scaling_the_input) {
     // conv(x * s[n, c]) for every algorithm, s folded into per-image weights (depthwise: applied to the input).
     for (int trial = 0; trial < 24; ++trial) {

@@ -114,7 +114,9 @@ TEST(quantsim, calibrated_forward_is_close_and_matches_a_manual_simulation) {
     const auto calib = batches(rng, 8);
     sim.compute_encodings(calib);
     for (const auto& q : sim.quantizers())
-        if (q.enabled) EXPECT_TRUE(sim.effective_params(q.name).has_value()) << q.name;
+        if (q.enabled) {
+            EXPECT_TRUE(sim.effective_params(q.name).has_value()) << q.name;
+        }
 
     const qs::tensor x = random_tensor({4, 3, 8, 8}, rng);
     const qs::tensor y_sim = sim.forward(x);

@@ -93,13 +93,13 @@ void quantize_contiguous(const float* x, OutT* q, std::int64_t n, const shape_t&
 
 template <class C, class InT>
 void dequantize_contiguous(const InT* q, float* y, std::int64_t n, const shape_t& shape, const resolved_granularity& g,
-                           const quant_params& p, dtype storage) {
+                           const quant_params& p, dtype storage, int threads) {
     const run_layout L = make_run_layout(g, shape);
     const group_table<C> G = make_group_table<C>(p, needs_group_arrays(L));
     const int_range s = storage_range(storage);
     const auto tmin = static_cast<std::int32_t>(s.qmin), tmax = static_cast<std::int32_t>(s.qmax);
     bool any_bad = false;
-    parallel_ranges(n, 0, [&](std::int64_t begin, std::int64_t end) {
+    parallel_ranges(n, threads, [&](std::int64_t begin, std::int64_t end) {
         bool bad = false;
         for_each_run<C>(L, G, begin, end, [&](std::int64_t i, std::int64_t count, const auto& view) {
             bad |= dequantize_run<C>(q + i, y + i, count, view, tmin, tmax);
@@ -146,10 +146,11 @@ void quantize(std::span<const float> x, std::span<OutT> q, const shape_t& shape,
 }
 
 /// Dequantizes q (row-major, `shape`) into y. Values are not checked against the grid (as ONNX DequantizeLinear),
-/// but int4/uint4 bytes must hold int4/uint4 values (invalid_argument naming the element otherwise).
+/// but int4/uint4 bytes must hold int4/uint4 values (invalid_argument naming the element otherwise). Of the options
+/// only num_threads matters.
 template <class InT>
 void dequantize(std::span<const InT> q, std::span<float> y, const shape_t& shape, const quant_params& p,
-                dtype storage = dtype_of_v<InT>) {
+                dtype storage = dtype_of_v<InT>, const quant_options& o = {}) {
     static_assert(std::is_integral_v<InT> && !std::is_same_v<InT, bool> && sizeof(InT) <= 4,
                   "dequantize: InT must be int8_t, uint8_t, int16_t, uint16_t or int32_t");
     constexpr const char* where = "dequantize";
@@ -163,9 +164,9 @@ void dequantize(std::span<const InT> q, std::span<float> y, const shape_t& shape
     if (n == 0) return;
     // 32-bit values (or 32-bit grids) do not fit float exactly: compute in double, round once... twice at most.
     if (sizeof(InT) == 4 || p.bitwidth > max_bitwidth)
-        detail::dequantize_contiguous<double>(q.data(), y.data(), n, shape, g, p, storage);
+        detail::dequantize_contiguous<double>(q.data(), y.data(), n, shape, g, p, storage, o.num_threads);
     else
-        detail::dequantize_contiguous<float>(q.data(), y.data(), n, shape, g, p, storage);
+        detail::dequantize_contiguous<float>(q.data(), y.data(), n, shape, g, p, storage, o.num_threads);
 }
 
 /// Quantizes a float32 tensor to a new tensor of dtype `storage`.
@@ -196,23 +197,25 @@ inline tensor quantize(const tensor& x, const encoding& e, const quant_options& 
 }
 
 /// Dequantizes an integer tensor (its dtype is the storage) to a new float32 tensor.
-inline tensor dequantize(const tensor& q, const quant_params& p) {
+inline tensor dequantize(const tensor& q, const quant_params& p, const quant_options& o = {}) {
     if (!q.defined()) QUANTSIM_THROW(invalid_argument, "dequantize: the tensor is undefined (default-constructed)");
     tensor y = tensor::empty(q.shape());
     switch (q.type()) {
         case dtype::int4:
-        case dtype::int8: dequantize<std::int8_t>(q.span<std::int8_t>(), y.span<float>(), q.shape(), p, q.type()); break;
+        case dtype::int8: dequantize<std::int8_t>(q.span<std::int8_t>(), y.span<float>(), q.shape(), p, q.type(), o); break;
         case dtype::uint4:
-        case dtype::uint8: dequantize<std::uint8_t>(q.span<std::uint8_t>(), y.span<float>(), q.shape(), p, q.type()); break;
-        case dtype::int16: dequantize<std::int16_t>(q.span<std::int16_t>(), y.span<float>(), q.shape(), p, q.type()); break;
+        case dtype::uint8: dequantize<std::uint8_t>(q.span<std::uint8_t>(), y.span<float>(), q.shape(), p, q.type(), o); break;
+        case dtype::int16: dequantize<std::int16_t>(q.span<std::int16_t>(), y.span<float>(), q.shape(), p, q.type(), o); break;
         case dtype::uint16:
-            dequantize<std::uint16_t>(q.span<std::uint16_t>(), y.span<float>(), q.shape(), p, q.type());
+            dequantize<std::uint16_t>(q.span<std::uint16_t>(), y.span<float>(), q.shape(), p, q.type(), o);
             break;
-        case dtype::int32: dequantize<std::int32_t>(q.span<std::int32_t>(), y.span<float>(), q.shape(), p, q.type()); break;
+        case dtype::int32: dequantize<std::int32_t>(q.span<std::int32_t>(), y.span<float>(), q.shape(), p, q.type(), o); break;
         default: storage_range(q.type(), "dequantize");
     }
     return y;
 }
-inline tensor dequantize(const tensor& q, const encoding& e) { return dequantize(q, quant_params::per_tensor(e)); }
+inline tensor dequantize(const tensor& q, const encoding& e, const quant_options& o = {}) {
+    return dequantize(q, quant_params::per_tensor(e), o);
+}
 
 }  // namespace quantsim

@@ -255,12 +255,78 @@ void conv2d_kernel::run(std::int64_t batch, std::int64_t h, std::int64_t w, cons
         run_gemm(batch, h, w, oh, ow, x, y, ep, a_images);
 }
 
+namespace {
+
+// Large weights, small planes (ResNet's last stages, 1x1 convs with hundreds of channels on a few pixels): one
+// task per block of output channels, looping over the images inside, with K split in blocks. The packed weights
+// then stream from memory once per run instead of once per (image, column tile), and each K-block of A stays in
+// L1/L2 while the columns pass over it.
+constexpr std::int64_t big_kc = 512;
+constexpr std::int64_t big_mc = 128;
+constexpr std::int64_t big_nc = 192;
+
+bool use_big_weight_schedule(std::int64_t m, std::int64_t kdim, std::int64_t groups, std::int64_t cols) {
+    return groups == 1 && m * kdim * 4 >= (std::int64_t{1} << 20) && kdim * cols * 4 <= (std::int64_t{2} << 20);
+}
+
+// C (rows x cols, ldc) = A rows [m0, m0 + rows) x B (kdim x cols), K-blocked; B rows from `b_row(k)` + col.
+template <class BRow>
+void big_weight_gemm(std::int64_t rows, std::int64_t cols, std::int64_t kdim, const float* a_packed, std::int64_t m0,
+                     BRow b_row, float* c, std::int64_t ldc, const float* bias, float lo, float hi) {
+    for (std::int64_t kb = 0; kb < kdim; kb += big_kc) {
+        const std::int64_t kc = std::min(big_kc, kdim - kb);
+        const bool last = kb + kc == kdim;
+        detail::gemm_epilogue e;
+        e.a_panel_stride = kdim * detail::gemm_mr;
+        e.accumulate = kb > 0;
+        if (last) {
+            e.row_bias = bias;
+            e.lo = lo;
+            e.hi = hi;
+        }
+        const float* ap = a_packed + (m0 / detail::gemm_mr) * kdim * detail::gemm_mr + kb * detail::gemm_mr;
+        for (std::int64_t j0 = 0; j0 < cols; j0 += big_nc) {
+            const std::int64_t nc = std::min(big_nc, cols - j0);
+            b_row(kb, kc, j0, nc, ap, e, c + j0, ldc, rows);
+        }
+    }
+}
+
+}  // namespace
+
 void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w, std::int64_t oh, std::int64_t ow,
                              const float* x, float* y, const conv_epilogue& ep, const float* a_images) const {
     const std::int64_t C = g_.in_channels, M = g_.out_channels, G = g_.group;
     const std::int64_t cg = C / G, mg = M / G;
     const std::int64_t Q = oh * ow;
     const bool direct = algo_ == conv_algo::pointwise_gemm;
+    if (use_big_weight_schedule(M, kdim_, G, Q)) {
+        const std::int64_t chunks = ceil_div(M, big_mc);
+        detail::parallel_for(chunks, [&](std::int64_t t) {
+            const std::int64_t m0 = t * big_mc, rows_m = std::min(big_mc, M - m0);
+            float* buf = direct ? nullptr : detail::scratch(kdim_ * Q, 0);
+            for (std::int64_t n = 0; n < batch; ++n) {
+                const float* xn = x + n * C * h * w;
+                const float* b = xn;
+                if (!direct) {
+                    im2col_tile(g_, xn, C, h, w, ow, 0, Q, buf);
+                    b = buf;
+                }
+                const float* ap = a_images ? a_images + n * detail::packed_a_size(M, kdim_) : packed_.data();
+                float* yn = y + (n * M + m0) * Q;
+                big_weight_gemm(rows_m, Q, kdim_, ap, m0,
+                                [&](std::int64_t kb, std::int64_t kc, std::int64_t j0, std::int64_t nc, const float* a,
+                                    const detail::gemm_epilogue& e, float* cdst, std::int64_t ldc, std::int64_t r) {
+                                    detail::gemm_packed(r, nc, kc, a, b + kb * Q + j0, Q, cdst, ldc, e);
+                                },
+                                yn, Q, bias_.data() + m0, ep.lo, ep.hi);
+                if (ep.program)
+                    for (std::int64_t m = 0; m < rows_m; ++m)
+                        ep.program->run_row(yn + m * Q, ep.inputs, n * M + m0 + m, 0, Q, Q);
+            }
+        });
+        return;
+    }
     // Column tile: the B block (kdim x nt) should stay in L2 while all row blocks of A pass over it. Whole
     // micro-tiles (48 columns) except at the end of a row: a 16-column tail tile runs at a third of the speed.
     constexpr std::int64_t nr = detail::gemm_nr;
@@ -340,6 +406,40 @@ void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_
     });
     std::fill(padded + batch * C * plane, padded + batch * C * plane + slack, 0.0f);
 
+    const std::int64_t per = detail::packed_a_size(mg, kdim_);
+    if (use_big_weight_schedule(M, kdim_, G, Qp)) {
+        const std::int64_t chunks = ceil_div(M, big_mc);
+        detail::parallel_for(chunks, [&](std::int64_t t) {
+            const std::int64_t m0 = t * big_mc, rows_m = std::min(big_mc, M - m0);
+            float* cbuf = detail::scratch(rows_m * Qp, 0);
+            thread_local std::vector<const float*> rows;
+            rows.resize(static_cast<std::size_t>(kdim_));
+            for (std::int64_t n = 0; n < batch; ++n) {
+                for (std::int64_t c = 0; c < C; ++c) {
+                    const float* base = padded + (n * C + c) * plane;
+                    for (std::int64_t ky = 0; ky < kh; ++ky)
+                        for (std::int64_t kx = 0; kx < kw; ++kx)
+                            rows[static_cast<std::size_t>((c * kh + ky) * kw + kx)] = base + ky * dh * pw + kx * dw;
+                }
+                const float* ap = a_images ? a_images + n * per : packed_.data();
+                big_weight_gemm(rows_m, Qp, kdim_, ap, m0,
+                                [&](std::int64_t kb, std::int64_t kc, std::int64_t j0, std::int64_t nc, const float* a,
+                                    const detail::gemm_epilogue& e, float* cdst, std::int64_t ldc, std::int64_t r) {
+                                    detail::gemm_packed_indirect(r, nc, kc, a, rows.data() + kb, j0, cdst, ldc, e);
+                                },
+                                cbuf, Qp, bias_.data() + m0, ep.lo, ep.hi);
+                for (std::int64_t oy = 0; oy < oh; ++oy)
+                    for (std::int64_t m = 0; m < rows_m; ++m) {
+                        float* dst = y + (n * M + m0 + m) * Q + oy * ow;
+                        std::memcpy(dst, cbuf + m * Qp + oy * pw, static_cast<std::size_t>(ow) * sizeof(float));
+                    }
+                if (ep.program)
+                    for (std::int64_t m = 0; m < rows_m; ++m)
+                        ep.program->run_row(y + (n * M + m0 + m) * Q, ep.inputs, n * M + m0 + m, 0, Q, Q);
+            }
+        });
+        return;
+    }
     constexpr std::int64_t nr = detail::gemm_nr;
     std::int64_t nt = std::clamp<std::int64_t>(65536 / std::max<std::int64_t>(kdim_, 1) / nr * nr, nr, 480);
     const int threads = kernel_threads();
@@ -350,7 +450,6 @@ void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_
     const std::int64_t ntiles0 = ceil_div(Qp, nt);
     nt = std::min(Qp, ceil_div(ceil_div(Qp, ntiles0), nr) * nr);
     const std::int64_t tiles = ceil_div(Qp, nt);
-    const std::int64_t per = detail::packed_a_size(mg, kdim_);
     detail::parallel_for(batch * tiles, [&](std::int64_t t) {
         const std::int64_t n = t / tiles, q0 = (t % tiles) * nt;
         const std::int64_t len = std::min(nt, Qp - q0);

@@ -113,10 +113,10 @@ void tile_generic(std::int64_t k, const float* a, B b, float* c, std::int64_t ld
         const float bias = ep.row_bias ? ep.row_bias[row0 + i] : 0.0f;
         float* crow = c + i * ldc;
         for (std::int64_t j = 0; j < nr; ++j) {
-            float v = acc[i][j] + bias;
+            float v = (ep.accumulate ? acc[i][j] + crow[j] : acc[i][j]) + bias;
             v = v < ep.lo ? ep.lo : v;
             v = v > ep.hi ? ep.hi : v;
-            crow[j] = ep.accumulate ? crow[j] + v : v;
+            crow[j] = v;
         }
     }
 }
@@ -155,9 +155,10 @@ QUANTSIM_ALWAYS_INLINE void tile_avx512(std::int64_t k, const float* QUANTSIM_RE
         float* crow = c + i * ldc;
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) {
-            __m512 r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(acc[i][v], bias), lo), hi);
             const __mmask16 mk = v == NV - 1 ? tail : __mmask16(0xFFFF);
+            __m512 r = acc[i][v];
             if (ep.accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk, crow + 16 * v));
+            r = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, bias), lo), hi);
             _mm512_mask_storeu_ps(crow + 16 * v, mk, r);
         }
     }
@@ -171,8 +172,9 @@ namespace {
 template <class B>
 void packed_generic(std::int64_t m, std::int64_t n, std::int64_t k, const float* a_packed, B b, float* c,
                     std::int64_t ldc, const gemm_epilogue& ep) {
+    const std::int64_t ps = ep.a_panel_stride > 0 ? ep.a_panel_stride : k * gemm_mr;
     for (std::int64_t i = 0; i < m; i += gemm_mr) {
-        const float* ap = a_packed + i * k;
+        const float* ap = a_packed + (i / gemm_mr) * ps;
         const std::int64_t mr = std::min(gemm_mr, m - i);
         for (std::int64_t j = 0; j < n; j += gemm_nr)
             tile_generic(k, ap, b.shifted(j), c + i * ldc + j, ldc, mr, std::min(gemm_nr, n - j), ep, i);
@@ -188,8 +190,9 @@ void packed_dispatch(std::int64_t m, std::int64_t n, std::int64_t k, const float
     const int rem_vecs = static_cast<int>((rem + 15) / 16);
     const __mmask16 rem_mask =
         rem == 0 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (rem - (rem_vecs - 1) * 16)) - 1u);
+    const std::int64_t ps = ep.a_panel_stride > 0 ? ep.a_panel_stride : k * gemm_mr;
     for (std::int64_t i = 0; i < m; i += gemm_mr) {
-        const float* ap = a_packed + i * k;
+        const float* ap = a_packed + (i / gemm_mr) * ps;
         const std::int64_t mr = std::min(gemm_mr, m - i);
         float* crow = c + i * ldc;
         for (std::int64_t j = 0; j < nfull; j += gemm_nr)

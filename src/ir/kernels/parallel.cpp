@@ -65,7 +65,10 @@ public:
             active_.push_back(j);
             int seats = busy_;
             for (const auto& a : active_) seats += std::max(0, a->seats.load(std::memory_order_relaxed));
-            while (static_cast<int>(threads_.size()) < seats) threads_.emplace_back([this] { loop(); });
+            // A new worker starts from the generation before this task set, so it joins it however late the OS
+            // starts the thread.
+            const std::uint64_t g = gen_.load(std::memory_order_relaxed);
+            while (static_cast<int>(threads_.size()) < seats) threads_.emplace_back([this, g] { loop(g); });
             gen_.fetch_add(1, std::memory_order_release);
         }
         if (sleeping_.load(std::memory_order_acquire) > 0) cv_.notify_all();
@@ -94,9 +97,8 @@ private:
         return nullptr;
     }
 
-    void loop() {
+    void loop(std::uint64_t seen) {
         t_in_region = true;
-        std::uint64_t seen = gen_.load(std::memory_order_acquire);
         for (;;) {
             // Spin a little for the next task set (kernels of one run come back to back), then sleep.
             bool fresh = false;
@@ -107,9 +109,11 @@ private:
             std::shared_ptr<job> j;
             {
                 std::unique_lock<std::mutex> l(m_);
-                if (!fresh) {
+                // stop_ is part of the condition: a worker that starts after the destructor bumped the generation
+                // must not sleep forever (that hung process exit).
+                if (!fresh && !stop_) {
                     sleeping_.fetch_add(1, std::memory_order_acq_rel);
-                    cv_.wait(l, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+                    cv_.wait(l, [&] { return stop_ || gen_.load(std::memory_order_acquire) != seen; });
                     sleeping_.fetch_sub(1, std::memory_order_acq_rel);
                 }
                 if (stop_) return;

@@ -39,7 +39,12 @@ struct gemm_epilogue {
     const float* row_bias = nullptr;  ///< added per row (indexed from the block's first row), or nullptr
     float lo = -std::numeric_limits<float>::infinity();  ///< then clamped to [lo, hi] (ReLU, ReLU6, Clip)
     float hi = std::numeric_limits<float>::infinity();
-    bool accumulate = false;  ///< C += result instead of C = result (bias and clamp still apply to the result)
+    /// C + result instead of result: the bias and the clamp apply to the sum (so a K-split GEMM clamps once, at
+    /// its last block).
+    bool accumulate = false;
+    /// Floats between consecutive gemm_mr-row panels of A (0: k * gemm_mr). A K-block of a packed A is the same
+    /// panels offset by kb * gemm_mr with the full matrix's panel stride.
+    std::int64_t a_panel_stride = 0;
 };
 
 /// C (m x n, row stride ldc) = packed A (m x k) * B (k x n, row stride ldb), then the epilogue.

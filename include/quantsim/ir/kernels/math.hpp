@@ -80,6 +80,25 @@ inline float fast_erf(float x) noexcept {
 
 /// Sum and maximum of a contiguous array (NaN propagates through max_of). Horizontal reductions of float loops do
 /// not vectorize without -ffast-math, so these spell the vector code out.
+#if defined(__AVX512F__)
+// Horizontal sum and max of 16 lanes, pairwise in halves (the order of _mm512_reduce_add_ps). Written out because
+// GCC 12's reduce intrinsics start from _mm512_undefined and trip -Wmaybe-uninitialized in every caller.
+inline float hsum16(__m512 v) noexcept {
+    alignas(64) float t[16];
+    _mm512_store_ps(t, v);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) t[i] += t[i + w];
+    return t[0];
+}
+inline float hmax16(__m512 v) noexcept {
+    alignas(64) float t[16];
+    _mm512_store_ps(t, v);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int i = 0; i < w; ++i) t[i] = t[i] > t[i + w] ? t[i] : t[i + w];
+    return t[0];
+}
+#endif
+
 inline float sum_of(const float* x, std::int64_t n) noexcept {
     std::int64_t i = 0;
     float s = 0.0f;
@@ -93,7 +112,7 @@ inline float sum_of(const float* x, std::int64_t n) noexcept {
         a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
         i += 16;
     }
-    s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    s = detail::hsum16(_mm512_add_ps(a0, a1));
 #endif
     for (; i < n; ++i) s += x[i];
     return s;
@@ -109,9 +128,9 @@ inline float max_of(const float* x, std::int64_t n) noexcept {
     for (; i + 16 <= n; i += 16) {
         const __m512 v = _mm512_loadu_ps(x + i);
         bad |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        a = _mm512_max_ps(a, v);
+        a = _mm512_mask_max_ps(a, __mmask16(0xFFFF), a, v);  // masked form: the plain one trips GCC 12 -Wmaybe-uninitialized
     }
-    m = _mm512_reduce_max_ps(a);
+    m = detail::hmax16(a);
     nan = bad != 0;
 #endif
     for (; i < n; ++i) {

@@ -290,6 +290,15 @@ void fq_run_nt_periodic(const float* QUANTSIM_RESTRICT x, float* QUANTSIM_RESTRI
                         std::uint64_t idx0, std::int64_t readable) {
     std::int64_t j = 0, q = pos;
     const vec_array v(p);
+    if (row % 16 == 0 && pos % 16 == 0) {  // two vectors per step: one prefetch and one wrap check per cache line
+        for (; j + 16 <= n; j += 16) {
+            if (j + prefetch_distance < readable) QUANTSIM_PREFETCH(x + j + prefetch_distance, 0);
+            _mm256_stream_ps(y + j, (__m256)fq_vec8<R, A>(load8(x + j), v, q, j, key, idx0, 1));
+            _mm256_stream_ps(y + j + 8, (__m256)fq_vec8<R, A>(load8(x + j + 8), v, q + 8, j + 8, key, idx0, 1));
+            q += 16;
+            if (q == row) q = 0;
+        }
+    }
     for (; j + 8 <= n; j += 8) {
         if ((j & 15) == 0 && j + prefetch_distance < readable) QUANTSIM_PREFETCH(x + j + prefetch_distance, 0);
         _mm256_stream_ps(y + j, (__m256)fq_vec8<R, A>(load8(x + j), v, q, j, key, idx0, 1));

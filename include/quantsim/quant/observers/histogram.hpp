@@ -184,7 +184,8 @@ private:
             if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
                 detail::histogram_count_ref(p, m, level_, first_, counts_.size(), counts_.data());
             } else {
-                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), max_bins_, sub.data());
+                const std::size_t next = std::min(fused_chunk, x.size() - base - m);
+                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), max_bins_, sub.data(), p + m, next);
                 pending += m;
                 if (pending >= (std::size_t{1} << 31)) flush();
             }

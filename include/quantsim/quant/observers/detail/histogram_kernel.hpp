@@ -83,8 +83,11 @@ constexpr std::size_t histogram_lanes = 4;
 
 /// Counts x[0, n) into the sub-histograms sub[lane * stride + bin] (bins [first, first + nbins) at level
 /// k <= 126). Each sub-count grows by at most ceil(n / 4): callers flush before 2^32.
+/// `prefetch` (optional, `prefetch_n` floats): data the caller reads next; it is pulled into the cache while this
+/// (compute-bound) loop runs, so streaming large inputs overlaps memory reads with counting.
 inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
-                                std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub) {
+                                std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub,
+                                const float* prefetch = nullptr, std::size_t prefetch_n = 0) {
     const float scale = std::ldexp(1.0f, -k);
     const auto first32 = static_cast<std::int32_t>(first);
     const auto last32 = static_cast<std::int32_t>(nbins - 1);
@@ -93,13 +96,22 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + stride;
     std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + stride;
     std::size_t i = 0;
-#if defined(__AVX512F__)
+#if !defined(__AVX512F__)
+    (void)prefetch, (void)prefetch_n;
+#else
     const __m512 vs = _mm512_set1_ps(scale);
     const __m512 zero = _mm512_setzero_ps();
     const __m512i vfirst = _mm512_set1_epi32(first32), vlast = _mm512_set1_epi32(last32);
     const __m512i vzero = _mm512_setzero_si512(), vm1 = _mm512_set1_epi32(-1);
     alignas(64) std::int32_t idx[32];
+    const char* pf = reinterpret_cast<const char*>(prefetch);
+    const char* const pf_end = pf + prefetch_n * sizeof(float);
     for (; i + 32 <= n; i += 32) {
+        if (pf < pf_end) {  // 128 bytes of the next data per 128 bytes counted
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+            pf += 128;
+        }
         for (int h = 0; h < 2; ++h) {
             const __m512 v = _mm512_loadu_ps(x + i + 16 * h);
             // Masked forms with an explicit source (GCC 12's unmasked ones trip -Wmaybe-uninitialized).
