@@ -1,0 +1,942 @@
+// AdaRound over a quant_sim: layer discovery (Conv / Gemm / MatMul with the activation that follows), caching of
+// layer inputs and FP32 targets, and the per-layer optimizer (exact Gram form for linear losses, sampled positions
+// otherwise). docs/adaround.md explains the choices.
+#include <quantsim/ptq/adaround.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <limits>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include <quantsim/core/error.hpp>
+#include <quantsim/ir/executor.hpp>
+#include <quantsim/ir/kernels/gemm.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/ptq/detail/adaround_math.hpp>
+#include <quantsim/quant/layout.hpp>
+
+namespace quantsim {
+namespace {
+
+using detail::act_kind;
+using detail::activation_fn;
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// ---- one layer ------------------------------------------------------------------------------------------------
+
+struct layer_spec {
+    std::size_t node_index = 0;
+    std::string node_name, weight, input, output;  // output: pre-activation value (bias included) fetched as target
+    bool conv = false;
+    // Conv
+    std::int64_t groups = 1, kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+    std::int64_t pad_h = 0, pad_w = 0;  // explicit begin pads (auto_pad is resolved once shapes are known)
+    std::string auto_pad = "NOTSET";
+    int spatial = 2;  // 1 or 2
+    // Gemm / MatMul
+    bool w_k_major = false;  // weight stored [K, Cout]
+    bool trans_a = false;
+    float alpha = 1;
+    std::int64_t cout = 0, k = 0;  // k: inputs per output channel (per group)
+    std::vector<float> bias;       // per output channel
+    std::vector<float> aff_a, aff_b;  // BatchNormalization after the layer (empty: none)
+    activation_fn act;
+
+    std::int64_t rows_per_group() const { return cout / groups; }
+    // Flat index in the stored weight of internal element (c, kk).
+    std::int64_t flat(std::int64_t c, std::int64_t kk) const { return w_k_major ? kk * cout + c : c * k + kk; }
+};
+
+std::optional<float> scalar_param(const graph& g, const std::string& name) {
+    auto it = g.params.find(name);
+    if (it == g.params.end() || it->second.type() != dtype::float32 || it->second.numel() != 1) return std::nullopt;
+    return it->second.f32()[0];
+}
+
+// The single node reading `v` (none when v is a graph output or has several readers).
+const node* single_consumer(const graph& g, const graph_index& gi, const std::string& v) {
+    if (gi.is_output(v)) return nullptr;
+    const auto& c = gi.consumers(v);
+    return c.size() == 1 ? &g.nodes[c[0]] : nullptr;
+}
+
+// Recognizes the activation reading `v`; returns the value after it, or "" when none is recognized.
+std::string detect_activation(const graph& g, const graph_index& gi, const std::string& v, activation_fn& act) {
+    if (const node* n = single_consumer(g, gi, v)) {
+        if (n->op_type == "Relu") {
+            act.kind = act_kind::clip, act.lo = 0, act.name = "relu";
+            return n->outputs[0];
+        }
+        if (n->op_type == "Clip") {
+            std::optional<float> lo = -std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
+            if (n->has_input(1)) lo = scalar_param(g, n->inputs[1]);
+            if (n->has_input(2)) hi = scalar_param(g, n->inputs[2]);
+            if (!lo || !hi) return "";
+            act.kind = act_kind::clip, act.lo = *lo, act.hi = *hi;
+            act.name = (*lo == 0 && *hi == 6) ? "relu6" : "clip";
+            return n->outputs[0];
+        }
+        if (n->op_type == "LeakyRelu") {
+            act.kind = act_kind::leaky_relu, act.alpha = n->attr_float("alpha", 0.01f), act.name = "leaky_relu";
+            return n->outputs[0];
+        }
+        if (n->op_type == "HardSigmoid") {
+            act.kind = act_kind::hard_sigmoid, act.alpha = n->attr_float("alpha", 0.2f);
+            act.beta = n->attr_float("beta", 0.5f), act.name = "hardsigmoid";
+            return n->outputs[0];
+        }
+        if (n->op_type == "HardSwish") {
+            act.kind = act_kind::hard_swish, act.add = 3, act.lo = 0, act.hi = 6, act.mul = 1.0f / 6, act.name = "hardswish";
+            return n->outputs[0];
+        }
+        return "";
+    }
+    // Hard-swish written out: v * Clip(v + a, lo, hi) [/ d | * m].
+    if (gi.is_output(v)) return "";
+    const auto& cs = gi.consumers(v);
+    if (cs.size() != 2) return "";
+    const node* add = nullptr;
+    const node* mul = nullptr;
+    for (auto i : cs) {
+        if (g.nodes[i].op_type == "Add") add = &g.nodes[i];
+        if (g.nodes[i].op_type == "Mul") mul = &g.nodes[i];
+    }
+    if (!add || !mul || add->inputs.size() != 2 || mul->inputs.size() != 2) return "";
+    const std::string& other = add->inputs[0] == v ? add->inputs[1] : add->inputs[0];
+    const auto a = scalar_param(g, other);
+    if (!a || (add->inputs[0] != v && add->inputs[1] != v)) return "";
+    const node* clip = single_consumer(g, gi, add->outputs[0]);
+    if (!clip || clip->op_type != "Clip" || !clip->has_input(1) || !clip->has_input(2)) return "";
+    const auto lo = scalar_param(g, clip->inputs[1]), hi = scalar_param(g, clip->inputs[2]);
+    if (!lo || !hi) return "";
+    if (single_consumer(g, gi, clip->outputs[0]) != mul) return "";
+    const bool operands_ok = (mul->inputs[0] == v && mul->inputs[1] == clip->outputs[0]) ||
+                             (mul->inputs[1] == v && mul->inputs[0] == clip->outputs[0]);
+    if (!operands_ok) return "";
+    act.kind = act_kind::hard_swish, act.add = *a, act.lo = *lo, act.hi = *hi, act.mul = 1, act.name = "hardswish";
+    std::string out = mul->outputs[0];
+    if (const node* d = single_consumer(g, gi, out); d && d->inputs.size() == 2 && d->inputs[0] == out) {
+        if (d->op_type == "Div") {
+            if (auto s = scalar_param(g, d->inputs[1]); s && *s != 0) act.mul = 1.0f / *s, out = d->outputs[0];
+        } else if (d->op_type == "Mul") {
+            if (auto s = scalar_param(g, d->inputs[1])) act.mul = *s, out = d->outputs[0];
+        }
+    }
+    return out;
+}
+
+// Finds the layers AdaRound optimizes, in graph order. Candidates that cannot be handled go to `skipped`.
+std::vector<layer_spec> find_layers(const graph& g, const quant_sim& sim, std::vector<std::string>& skipped) {
+    const graph_index gi(g);
+    std::vector<layer_spec> layers;
+    for (std::size_t ni = 0; ni < g.nodes.size(); ++ni) {
+        const node& n = g.nodes[ni];
+        if (n.op_type != "Conv" && n.op_type != "Gemm" && n.op_type != "MatMul") continue;
+        if (n.inputs.size() < 2 || !g.is_param(n.inputs[1]) || g.is_param(n.inputs[0])) continue;
+        const std::string& wname = n.inputs[1];
+        const quantizer* q = sim.find(wname);
+        if (!q || q->kind != quantizer_kind::param) continue;
+        auto skip = [&](const std::string& why) { skipped.push_back(wname + ": " + why); };
+        if (!q->enabled) {
+            skip("quantizer disabled");
+            continue;
+        }
+        if (gi.consumers(wname).size() != 1) {
+            skip("weight shared by several nodes");
+            continue;
+        }
+        const tensor& w = g.params.at(wname);
+        if (w.type() != dtype::float32) {
+            skip("weight is not float32");
+            continue;
+        }
+        layer_spec L;
+        L.node_index = ni;
+        L.node_name = n.name;
+        L.weight = wname;
+        L.input = n.inputs[0];
+        L.output = n.outputs[0];
+        const tensor* bias = nullptr;
+        if (n.op_type == "Conv") {
+            if (w.rank() != 3 && w.rank() != 4) {
+                skip("only 1-D and 2-D convolutions are supported");
+                continue;
+            }
+            L.conv = true;
+            L.spatial = w.rank() - 2;
+            L.groups = n.attr_int("group", 1);
+            L.cout = w.dim(0);
+            L.kh = L.spatial == 2 ? w.dim(2) : 1;
+            L.kw = w.dim(-1);
+            L.k = w.numel() / L.cout;
+            const auto st = n.attr_ints("strides", std::vector<std::int64_t>(static_cast<std::size_t>(L.spatial), 1));
+            const auto di = n.attr_ints("dilations", std::vector<std::int64_t>(static_cast<std::size_t>(L.spatial), 1));
+            const auto pa = n.attr_ints("pads", std::vector<std::int64_t>(2 * static_cast<std::size_t>(L.spatial), 0));
+            if (static_cast<int>(st.size()) != L.spatial || static_cast<int>(di.size()) != L.spatial ||
+                static_cast<int>(pa.size()) != 2 * L.spatial || L.groups < 1 || L.cout % L.groups != 0) {
+                skip("unexpected Conv attributes");
+                continue;
+            }
+            if (L.spatial == 2) {
+                L.sh = st[0], L.sw = st[1], L.dh = di[0], L.dw = di[1], L.pad_h = pa[0], L.pad_w = pa[1];
+            } else {
+                L.sw = st[0], L.dw = di[0], L.pad_w = pa[0];
+            }
+            L.auto_pad = n.attr_string("auto_pad", "NOTSET");
+            L.k = w.numel() / L.cout;
+            if (n.has_input(2)) {
+                if (!g.is_param(n.inputs[2])) {
+                    skip("bias is not a parameter");
+                    continue;
+                }
+                bias = &g.params.at(n.inputs[2]);
+            }
+        } else {
+            if (w.rank() != 2) {
+                skip("weight is not 2-D");
+                continue;
+            }
+            float beta = 1;
+            if (n.op_type == "Gemm") {
+                L.trans_a = n.attr_int("transA", 0) != 0;
+                L.alpha = n.attr_float("alpha", 1.0f);
+                beta = n.attr_float("beta", 1.0f);
+                const bool tb = n.attr_int("transB", 0) != 0;
+                L.w_k_major = !tb;
+                L.cout = tb ? w.dim(0) : w.dim(1);
+                L.k = tb ? w.dim(1) : w.dim(0);
+                if (n.has_input(2)) {
+                    if (!g.is_param(n.inputs[2])) {
+                        skip("bias is not a parameter");
+                        continue;
+                    }
+                    bias = &g.params.at(n.inputs[2]);
+                }
+            } else {
+                L.w_k_major = true;
+                L.cout = w.dim(1);
+                L.k = w.dim(0);
+                // MatMul followed by Add of a per-channel constant: that constant is the bias.
+                if (const node* a = single_consumer(g, gi, L.output); a && a->op_type == "Add" && a->inputs.size() == 2) {
+                    const std::string& other = a->inputs[0] == L.output ? a->inputs[1] : a->inputs[0];
+                    auto it = g.params.find(other);
+                    if (it != g.params.end() && it->second.type() == dtype::float32 &&
+                        (it->second.numel() == L.cout || it->second.numel() == 1) && it->second.rank() <= 2 &&
+                        (it->second.rank() == 0 || it->second.dim(-1) == it->second.numel())) {
+                        bias = &it->second;
+                        L.output = a->outputs[0];
+                    }
+                }
+            }
+            if (bias && bias->type() != dtype::float32) bias = nullptr;
+            L.bias.assign(static_cast<std::size_t>(L.cout), 0.0f);
+            if (bias) {
+                if (bias->numel() != L.cout && bias->numel() != 1) {
+                    skip("bias is not per output channel");
+                    continue;
+                }
+                for (std::int64_t c = 0; c < L.cout; ++c)
+                    L.bias[static_cast<std::size_t>(c)] = beta * bias->f32()[bias->numel() == 1 ? 0 : c];
+            }
+            bias = nullptr;
+        }
+        if (L.conv) {
+            L.bias.assign(static_cast<std::size_t>(L.cout), 0.0f);
+            if (bias) {
+                if (bias->type() != dtype::float32 || bias->numel() != L.cout) {
+                    skip("bias is not per output channel");
+                    continue;
+                }
+                std::copy_n(bias->f32(), L.cout, L.bias.begin());
+            }
+        }
+        // An unfolded BatchNormalization: its per-channel affine is part of the loss.
+        std::string v = L.output;
+        if (const node* bn = single_consumer(g, gi, v); bn && bn->op_type == "BatchNormalization" &&
+                                                         bn->inputs.size() >= 5) {
+            const auto* vi = g.info(v);
+            bool ok = L.conv || (vi && vi->shape_known && vi->shape.size() == 2);
+            for (int i = 1; i < 5 && ok; ++i) {
+                auto it = g.params.find(bn->inputs[static_cast<std::size_t>(i)]);
+                ok = it != g.params.end() && it->second.type() == dtype::float32 && it->second.numel() == L.cout;
+            }
+            if (ok) {
+                const float eps = bn->attr_float("epsilon", 1e-5f);
+                const float* s = g.params.at(bn->inputs[1]).f32();
+                const float* b = g.params.at(bn->inputs[2]).f32();
+                const float* m = g.params.at(bn->inputs[3]).f32();
+                const float* var = g.params.at(bn->inputs[4]).f32();
+                L.aff_a.resize(static_cast<std::size_t>(L.cout));
+                L.aff_b.resize(static_cast<std::size_t>(L.cout));
+                for (std::int64_t c = 0; c < L.cout; ++c) {
+                    const double a = s[c] / std::sqrt(static_cast<double>(var[c]) + eps);
+                    L.aff_a[static_cast<std::size_t>(c)] = static_cast<float>(a);
+                    L.aff_b[static_cast<std::size_t>(c)] = static_cast<float>(b[c] - m[c] * a);
+                }
+                v = bn->outputs[0];
+            }
+        }
+        detect_activation(g, gi, v, L.act);
+        layers.push_back(std::move(L));
+    }
+    return layers;
+}
+
+// ---- cached data of one layer ---------------------------------------------------------------------------------
+
+struct layer_data {
+    std::vector<float> x;  // conv: [N, Cin, H, W]; dense: [P, K] (alpha and transA applied)
+    std::vector<float> y;  // conv: [N, Cout, OH, OW]; dense: [P, Cout]; FP32 pre-activation output
+    std::int64_t n = 0, cin = 0, h = 1, w = 1, oh = 1, ow = 1;
+    std::int64_t positions = 0, samples = 0;
+    std::int64_t ohw() const { return oh * ow; }
+};
+
+// Restores the activation quantizers a guard turned off.
+struct activation_quantizers_off {
+    quant_sim* sim = nullptr;
+    std::vector<std::string> names;
+    explicit activation_quantizers_off(quant_sim& s) : sim(&s) {
+        for (auto& q : s.quantizers())
+            if (q.kind == quantizer_kind::activation && q.enabled) names.push_back(q.name), q.enabled = false;
+    }
+    ~activation_quantizers_off() {
+        for (const auto& n : names) sim->set_enabled(n, true);
+    }
+    activation_quantizers_off(const activation_quantizers_off&) = delete;
+    activation_quantizers_off& operator=(const activation_quantizers_off&) = delete;
+};
+
+layer_data collect(const layer_spec& L, quant_sim& sim, executor& fp, const std::vector<std::vector<tensor>>& batches,
+                   const std::vector<std::string>& input_names, const adaround_options& o) {
+    layer_data d;
+    std::size_t used = 0;
+    for (std::size_t bi = 0; bi < batches.size(); ++bi) {
+        const auto& batch = batches[bi];
+        std::int64_t bn = batch.empty() || batch[0].rank() == 0 ? 1 : batch[0].dim(0);
+        if (o.max_samples > 0) {
+            if (used >= o.max_samples) break;
+            bn = std::min<std::int64_t>(bn, static_cast<std::int64_t>(o.max_samples - used));
+        }
+        std::map<std::string, tensor> feeds;
+        for (std::size_t i = 0; i < batch.size() && i < input_names.size(); ++i)
+            feeds[input_names[i]] = (batch[i].rank() > 0 && batch[i].dim(0) != bn) ? batch[i].slice(0, bn) : batch[i];
+        tensor xin, yout;
+        if (o.quantized_inputs) {
+            xin = sim.sim_executor().run(feeds, {L.input}).at(L.input);
+            yout = fp.run(feeds, {L.output}).at(L.output);
+        } else {
+            auto r = fp.run(feeds, {L.input, L.output});
+            xin = r.at(L.input), yout = r.at(L.output);
+        }
+        if (xin.type() != dtype::float32 || yout.type() != dtype::float32)
+            QUANTSIM_THROW(unsupported_error, "adaround: layer '", L.node_name, "' has non-float32 input or output");
+        if (L.conv) {
+            const int rank = 2 + L.spatial;
+            if (xin.rank() != rank || yout.rank() != rank)
+                QUANTSIM_THROW(shape_error, "adaround: Conv '", L.node_name, "': input ", to_string(xin.shape()),
+                               ", output ", to_string(yout.shape()));
+            d.cin = xin.dim(1), d.h = L.spatial == 2 ? xin.dim(2) : 1, d.w = xin.dim(-1);
+            d.oh = L.spatial == 2 ? yout.dim(2) : 1, d.ow = yout.dim(-1);
+            if (yout.dim(1) != L.cout || d.cin != L.k / (L.kh * L.kw) * L.groups)
+                QUANTSIM_THROW(shape_error, "adaround: Conv '", L.node_name, "': channels do not match the weight");
+            d.n += xin.dim(0);
+            d.positions += yout.dim(0) * d.ohw();
+        } else {
+            const std::int64_t kx = L.trans_a ? xin.dim(0) : xin.dim(-1);
+            if (kx != L.k || yout.dim(-1) != L.cout)
+                QUANTSIM_THROW(shape_error, "adaround: '", L.node_name, "': input ", to_string(xin.shape()),
+                               " and output ", to_string(yout.shape()), " do not fit weight K=", L.k, ", Cout=", L.cout);
+            const std::int64_t rows = xin.numel() / L.k;
+            if (yout.numel() != rows * L.cout)
+                QUANTSIM_THROW(shape_error, "adaround: '", L.node_name, "': output ", to_string(yout.shape()),
+                               " has not one row per input row");
+            const std::size_t off = d.x.size();
+            d.x.resize(off + static_cast<std::size_t>(xin.numel()));
+            const float* xp = xin.f32();
+            if (L.trans_a) {  // A is [K, rows]
+                for (std::int64_t r = 0; r < rows; ++r)
+                    for (std::int64_t kk = 0; kk < L.k; ++kk) d.x[off + static_cast<std::size_t>(r * L.k + kk)] = L.alpha * xp[kk * rows + r];
+            } else {
+                for (std::int64_t i = 0; i < xin.numel(); ++i) d.x[off + static_cast<std::size_t>(i)] = L.alpha * xp[i];
+            }
+            d.positions += rows;
+            xin = tensor();
+        }
+        if (xin.defined()) d.x.insert(d.x.end(), xin.f32(), xin.f32() + xin.numel());
+        d.y.insert(d.y.end(), yout.f32(), yout.f32() + yout.numel());
+        d.samples += bn;
+        used += static_cast<std::size_t>(bn);
+        if ((d.x.size() + d.y.size()) * sizeof(float) >= o.max_cache_bytes) break;
+    }
+    if (d.samples == 0) QUANTSIM_THROW(calibration_error, "adaround: no calibration samples for layer '", L.node_name, "'");
+    return d;
+}
+
+// Resolves auto_pad to begin pads once the input and output sizes are known.
+void resolve_pads(layer_spec& L, const layer_data& d) {
+    if (L.auto_pad == "NOTSET") return;
+    auto begin = [&](std::int64_t in, std::int64_t out, std::int64_t k, std::int64_t s, std::int64_t dil) -> std::int64_t {
+        if (L.auto_pad == "VALID") return 0;
+        const std::int64_t total = std::max<std::int64_t>(0, (out - 1) * s + (k - 1) * dil + 1 - in);
+        return L.auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
+    };
+    L.pad_h = begin(d.h, d.oh, L.kh, L.sh, L.dh);
+    L.pad_w = begin(d.w, d.ow, L.kw, L.sw, L.dw);
+}
+
+// Writes the K x ncols input columns of group g for the output positions cols[0..ncols) (row-major, row stride ld).
+void gather_columns(const layer_spec& L, const layer_data& d, std::int64_t g, const std::int64_t* cols,
+                    std::int64_t ncols, float* out, std::int64_t ld) {
+    if (!L.conv) {
+        for (std::int64_t j = 0; j < ncols; ++j) {
+            const float* src = d.x.data() + cols[j] * L.k;
+            for (std::int64_t kk = 0; kk < L.k; ++kk) out[kk * ld + j] = src[kk];
+        }
+        return;
+    }
+    const std::int64_t cg = d.cin / L.groups, ohw = d.ohw(), hw = d.h * d.w;
+    for (std::int64_t j = 0; j < ncols; ++j) {
+        const std::int64_t n = cols[j] / ohw, r = cols[j] % ohw, oh = r / d.ow, ow = r % d.ow;
+        const std::int64_t ih0 = oh * L.sh - L.pad_h, iw0 = ow * L.sw - L.pad_w;
+        const float* base = d.x.data() + (n * d.cin + g * cg) * hw;
+        std::int64_t kk = 0;
+        for (std::int64_t ci = 0; ci < cg; ++ci) {
+            const float* plane = base + ci * hw;
+            for (std::int64_t a = 0; a < L.kh; ++a) {
+                const std::int64_t ih = ih0 + a * L.dh;
+                const bool row_ok = ih >= 0 && ih < d.h;
+                for (std::int64_t b = 0; b < L.kw; ++b, ++kk) {
+                    const std::int64_t iw = iw0 + b * L.dw;
+                    out[kk * ld + j] = (row_ok && iw >= 0 && iw < d.w) ? plane[ih * d.w + iw] : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+// Target value of channel c at output position col.
+inline float& target_at(const layer_spec& L, layer_data& d, std::int64_t c, std::int64_t col) {
+    if (!L.conv) return d.y[static_cast<std::size_t>(col * L.cout + c)];
+    const std::int64_t ohw = d.ohw();
+    return d.y[static_cast<std::size_t>(((col / ohw) * L.cout + c) * ohw + col % ohw)];
+}
+
+// ---- the optimizer ----------------------------------------------------------------------------------------------
+
+struct splitmix {
+    std::uint64_t s;
+    std::uint64_t next() noexcept {
+        std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+};
+
+struct row_task {
+    std::int64_t g, r0, r1;  // group and its rows [r0, r1) (absolute output channels)
+};
+
+class layer_optimizer {
+public:
+    layer_optimizer(const layer_spec& L, layer_data& d, const quant_params& p, const shape_t& wshape, const tensor& w,
+                    const adaround_options& o, std::uint64_t seed)
+        : L_(L), d_(d), o_(o), rng_{seed} {
+        const resolved_granularity rg = check_quant_params(p, wshape, "adaround weight encoding");
+        const std::int64_t n = L.cout * L.k;
+        const auto rng = p.range();
+        s_.resize(static_cast<std::size_t>(n)), b0_.resize(s_.size()), lo_.resize(s_.size()), hi_.resize(s_.size());
+        v_.resize(s_.size()), m_.assign(s_.size(), 0.0f), a2_.assign(s_.size(), 0.0f), near_.resize(s_.size());
+        const float* wp = w.f32();
+        for (std::int64_t c = 0; c < L.cout; ++c)
+            for (std::int64_t kk = 0; kk < L.k; ++kk) {
+                const std::int64_t f = L.flat(c, kk);
+                const std::int64_t gidx = group_index_ref(rg, wshape, f);
+                const float s = p.scale[static_cast<std::size_t>(gidx)];
+                const float zp = static_cast<float>(p.zero_point[static_cast<std::size_t>(gidx)]);
+                const std::size_t i = static_cast<std::size_t>(c * L.k + kk);
+                const float ws = wp[f] / s;
+                const float fl = std::floor(ws);
+                s_[i] = s;
+                b0_[i] = fl;
+                lo_[i] = static_cast<float>(rng.qmin) - zp;
+                hi_[i] = static_cast<float>(rng.qmax) - zp;
+                v_[i] = detail::adaround_init_v(std::min(std::max(ws - fl, 0.0f), 0.9999f));
+                near_[i] = std::min(std::max(std::nearbyint(ws), lo_[i]), hi_[i]);
+            }
+        cg_ = L.cout / L.groups;
+        kin_ = L.k;
+        rows_affine_ = !L.aff_a.empty();
+    }
+
+    bool exact_possible() const {
+        const std::int64_t p = o_.positions_per_iteration > 0 ? o_.positions_per_iteration : d_.positions;
+        return o_.exact_linear && L_.act.kind == act_kind::none && kin_ <= 1024 && kin_ <= 2 * std::max<std::int64_t>(p, 1);
+    }
+
+    void prepare(bool exact) {
+        exact_ = exact;
+        const int threads = kernel_threads();
+        // Row blocks: a few tasks per thread, at least 8 rows each for the GEMMs.
+        const std::int64_t rb = std::max<std::int64_t>(std::min<std::int64_t>(cg_, 8),
+                                                       (cg_ + 4 * threads - 1) / (4 * threads));
+        for (std::int64_t g = 0; g < L_.groups; ++g)
+            for (std::int64_t r = 0; r < cg_; r += rb)
+                tasks_.push_back({g, g * cg_ + r, g * cg_ + std::min(cg_, r + rb)});
+        if (exact) {
+            build_gram();
+        } else {
+            // Sampled targets are compared after the affine and the activation: transform them once.
+            for (std::int64_t col = 0; col < d_.positions; ++col)
+                for (std::int64_t c = 0; c < L_.cout; ++c) {
+                    float& t = target_at(L_, d_, c, col);
+                    t = L_.act.f(affine(c, t));
+                }
+            batch_ = o_.positions_per_iteration > 0 ? std::min(o_.positions_per_iteration, d_.positions) : d_.positions;
+            full_batch_ = batch_ == d_.positions;
+            cols_.resize(static_cast<std::size_t>(batch_));
+            xbuf_.resize(static_cast<std::size_t>(L_.groups * kin_ * batch_));
+            tbuf_.resize(static_cast<std::size_t>(L_.cout * batch_));
+            if (full_batch_) {
+                for (std::int64_t j = 0; j < batch_; ++j) cols_[static_cast<std::size_t>(j)] = j;
+                gather(cols_, batch_, xbuf_, tbuf_);
+            }
+            // Fixed evaluation positions for the reported MSE.
+            const std::int64_t ne = std::min<std::int64_t>(d_.positions, std::max<std::int64_t>(1, o_.eval_positions));
+            eval_cols_.resize(static_cast<std::size_t>(ne));
+            if (ne == d_.positions) {
+                for (std::int64_t j = 0; j < ne; ++j) eval_cols_[static_cast<std::size_t>(j)] = j;
+            } else {
+                for (auto& c : eval_cols_) c = static_cast<std::int64_t>(rng_.next() % static_cast<std::uint64_t>(d_.positions));
+            }
+            eval_x_.resize(static_cast<std::size_t>(L_.groups * kin_ * ne));
+            eval_t_.resize(static_cast<std::size_t>(L_.cout * ne));
+            gather(eval_cols_, ne, eval_x_, eval_t_);
+        }
+    }
+
+    // Runs the optimization; `report(it, loss)` is called every 100 iterations and at the end.
+    template <class Report>
+    void run(Report&& report) {
+        const detail::adaround_schedule sched{o_.iterations, o_.warm_start, o_.beta_start, o_.beta_end};
+        std::vector<double> task_loss(tasks_.size());
+        for (int it = 0; it < o_.iterations; ++it) {
+            const bool want_loss = (it % 100 == 0) || it + 1 == o_.iterations;
+            const float beta = sched.beta(it);
+            const float reg = sched.regularize(it) ? o_.reg_param : 0.0f;
+            const auto adam = detail::adam_coefficients::at(o_.learning_rate, it + 1);
+            if (!exact_ && !full_batch_) {
+                for (auto& c : cols_) c = static_cast<std::int64_t>(rng_.next() % static_cast<std::uint64_t>(d_.positions));
+                gather(cols_, batch_, xbuf_, tbuf_);
+            }
+            detail::parallel_for(static_cast<std::int64_t>(tasks_.size()), [&](std::int64_t ti) {
+                task_loss[static_cast<std::size_t>(ti)] =
+                    exact_ ? step_exact(tasks_[static_cast<std::size_t>(ti)], reg, beta, adam, want_loss)
+                           : step_sampled(tasks_[static_cast<std::size_t>(ti)], reg, beta, adam);
+            });
+            if (want_loss) {
+                double l = 0;
+                for (double v : task_loss) l += v;
+                report(it + 1, l);
+            }
+        }
+    }
+
+    // Hard rounding: the learned integers relative to the zero point (q - zp), in internal layout.
+    std::vector<float> learned() const {
+        std::vector<float> q(v_.size());
+        for (std::size_t i = 0; i < q.size(); ++i)
+            q[i] = std::min(std::max(b0_[i] + (v_[i] >= 0 ? 1.0f : 0.0f), lo_[i]), hi_[i]);
+        return q;
+    }
+    const std::vector<float>& nearest() const { return near_; }
+    const std::vector<float>& scales() const { return s_; }
+
+    // Reconstruction loss (AIMET's form) of integer weights q (relative to zp).
+    double loss_of(const std::vector<float>& q) const {
+        std::vector<float> wq(q.size());
+        for (std::size_t i = 0; i < q.size(); ++i) wq[i] = q[i] * s_[i];
+        if (exact_) {
+            double l = 0;
+            for (std::int64_t c = 0; c < L_.cout; ++c) {
+                const std::int64_t g = c / cg_;
+                const float* wc = wq.data() + c * kin_;
+                const double* H = gram_.data() + g * kin_ * kin_;
+                const float* gc = cross_.data() + c * kin_;
+                double quad = 0, lin = 0;
+                for (std::int64_t a = 0; a < kin_; ++a) {
+                    double row = 0;
+                    for (std::int64_t b = 0; b < kin_; ++b) row += H[a * kin_ + b] * wc[b];
+                    quad += row * wc[a];
+                    lin += static_cast<double>(gc[a]) * wc[a];
+                }
+                const double a2 = rows_affine_ ? static_cast<double>(L_.aff_a[static_cast<std::size_t>(c)]) * L_.aff_a[static_cast<std::size_t>(c)] : 1.0;
+                l += a2 * (quad - 2 * lin + yy_[static_cast<std::size_t>(c)]);
+            }
+            return l;
+        }
+        const std::int64_t ne = static_cast<std::int64_t>(eval_cols_.size());
+        double l = 0;
+        for (std::int64_t c = 0; c < L_.cout; ++c) {
+            const std::int64_t g = c / cg_;
+            const float* x = eval_x_.data() + g * kin_ * ne;
+            for (std::int64_t j = 0; j < ne; ++j) {
+                float z = L_.bias[static_cast<std::size_t>(c)];
+                for (std::int64_t kk = 0; kk < kin_; ++kk) z += wq[static_cast<std::size_t>(c * kin_ + kk)] * x[kk * ne + j];
+                const double diff = L_.act.f(affine(c, z)) - eval_t_[static_cast<std::size_t>(c * ne + j)];
+                l += diff * diff;
+            }
+        }
+        return l / static_cast<double>(ne);
+    }
+
+    bool exact() const { return exact_; }
+
+private:
+    float affine(std::int64_t c, float z) const {
+        return rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] * z + L_.aff_b[static_cast<std::size_t>(c)] : z;
+    }
+
+    void gather(const std::vector<std::int64_t>& cols, std::int64_t ncols, std::vector<float>& xb, std::vector<float>& tb) {
+        constexpr std::int64_t chunk = 256;
+        const std::int64_t nchunks = (ncols + chunk - 1) / chunk;
+        const std::int64_t xtasks = L_.groups * nchunks;
+        detail::parallel_for(xtasks + nchunks, [&](std::int64_t t) {
+            const std::int64_t ch = t < xtasks ? t % nchunks : t - xtasks;
+            const std::int64_t j0 = ch * chunk, j1 = std::min(ncols, j0 + chunk);
+            if (t < xtasks) {
+                const std::int64_t g = t / nchunks;
+                gather_columns(L_, d_, g, cols.data() + j0, j1 - j0, xb.data() + g * kin_ * ncols + j0, ncols);
+            } else {
+                for (std::int64_t c = 0; c < L_.cout; ++c)
+                    for (std::int64_t j = j0; j < j1; ++j)
+                        tb[static_cast<std::size_t>(c * ncols + j)] = target_at(L_, d_, c, cols[static_cast<std::size_t>(j)]);
+            }
+        });
+    }
+
+    // Soft weights of rows [r0, r1) into wt (row-major, kin_ columns); h into hb.
+    void soft_weights(std::int64_t r0, std::int64_t r1, float* wt, float* hb) const {
+        for (std::int64_t i = r0 * kin_; i < r1 * kin_; ++i) {
+            const std::size_t u = static_cast<std::size_t>(i);
+            const float h = detail::adaround_h(v_[u]);
+            hb[i - r0 * kin_] = h;
+            wt[i - r0 * kin_] = s_[u] * std::min(std::max(b0_[u] + h, lo_[u]), hi_[u]);
+        }
+    }
+
+    // dL/dV from dL/dW~ (gw) and the regularizer, then Adam.
+    void update(std::int64_t r0, std::int64_t r1, const float* gw, const float* hb, float reg, float beta,
+                const detail::adam_coefficients& adam) {
+        for (std::int64_t i = r0 * kin_; i < r1 * kin_; ++i) {
+            const std::size_t u = static_cast<std::size_t>(i);
+            const float h = hb[i - r0 * kin_];
+            const float qs = b0_[u] + h;
+            const float dw = (qs > lo_[u] && qs < hi_[u]) ? gw[i - r0 * kin_] * s_[u] : 0.0f;
+            const float dr = reg != 0.0f ? reg * detail::adaround_dreg(h, beta) : 0.0f;
+            const float g = (dw + dr) * detail::adaround_dh(v_[u]);
+            detail::adam_update(v_[u], m_[u], a2_[u], g, adam);
+        }
+    }
+
+    struct scratch_bufs {
+        std::vector<float> wt, hb, z, gw;
+    };
+    static scratch_bufs& bufs() {
+        thread_local scratch_bufs b;
+        return b;
+    }
+
+    double step_sampled(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam) {
+        const std::int64_t R = t.r1 - t.r0, P = batch_;
+        auto& b = bufs();
+        b.wt.resize(static_cast<std::size_t>(R * kin_));
+        b.hb.resize(b.wt.size());
+        b.gw.resize(b.wt.size());
+        b.z.resize(static_cast<std::size_t>(R * P));
+        soft_weights(t.r0, t.r1, b.wt.data(), b.hb.data());
+        const float* x = xbuf_.data() + t.g * kin_ * P;
+        gemm(false, false, R, P, kin_, 1.0f, b.wt.data(), kin_, x, P, 0.0f, b.z.data(), P);
+        double loss = 0;
+        const float scale = 2.0f / static_cast<float>(P);
+        for (std::int64_t r = 0; r < R; ++r) {
+            const std::int64_t c = t.r0 + r;
+            const float bias = L_.bias[static_cast<std::size_t>(c)];
+            const float a = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
+            const float bb = rows_affine_ ? L_.aff_b[static_cast<std::size_t>(c)] : 0.0f;
+            float* z = b.z.data() + r * P;
+            const float* tg = tbuf_.data() + c * P;
+            double lr = 0;
+            for (std::int64_t j = 0; j < P; ++j) {
+                const float u = a * (z[j] + bias) + bb;
+                const float diff = L_.act.f(u) - tg[j];
+                lr += static_cast<double>(diff) * diff;
+                z[j] = scale * diff * L_.act.df(u) * a;
+            }
+            loss += lr;
+        }
+        gemm(false, true, R, kin_, P, 1.0f, b.z.data(), P, x, P, 0.0f, b.gw.data(), kin_);
+        update(t.r0, t.r1, b.gw.data(), b.hb.data(), reg, beta, adam);
+        return loss / static_cast<double>(P);
+    }
+
+    double step_exact(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam, bool want_loss) {
+        const std::int64_t R = t.r1 - t.r0;
+        auto& b = bufs();
+        b.wt.resize(static_cast<std::size_t>(R * kin_));
+        b.hb.resize(b.wt.size());
+        b.gw.resize(b.wt.size());
+        soft_weights(t.r0, t.r1, b.wt.data(), b.hb.data());
+        const float* H = gramf_.data() + t.g * kin_ * kin_;
+        gemm(false, false, R, kin_, kin_, 1.0f, b.wt.data(), kin_, H, kin_, 0.0f, b.gw.data(), kin_);
+        double loss = 0;
+        for (std::int64_t r = 0; r < R; ++r) {
+            const std::int64_t c = t.r0 + r;
+            const float a2 = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] * L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
+            float* g = b.gw.data() + r * kin_;
+            const float* w = b.wt.data() + r * kin_;
+            const float* gc = cross_.data() + c * kin_;
+            if (want_loss) {
+                double quad = 0, lin = 0;
+                for (std::int64_t kk = 0; kk < kin_; ++kk) quad += static_cast<double>(g[kk]) * w[kk], lin += static_cast<double>(gc[kk]) * w[kk];
+                loss += a2 * (quad - 2 * lin + yy_[static_cast<std::size_t>(c)]);
+            }
+            for (std::int64_t kk = 0; kk < kin_; ++kk) g[kk] = 2.0f * a2 * (g[kk] - gc[kk]);
+        }
+        update(t.r0, t.r1, b.gw.data(), b.hb.data(), reg, beta, adam);
+        return loss;
+    }
+
+    // Gram matrices H_g = mean(x x^T) (K x K per group), cross terms mean(x (y - b)) per output channel and
+    // mean((y - b)^2), over all cached positions. Partial sums per partition, in double.
+    void build_gram() {
+        constexpr std::int64_t chunk = 256;
+        const std::int64_t P = d_.positions;
+        const std::int64_t nchunks = (P + chunk - 1) / chunk;
+        const std::int64_t parts = std::max<std::int64_t>(1, std::min<std::int64_t>(nchunks, 2 * kernel_threads()));
+        const std::size_t hsz = static_cast<std::size_t>(L_.groups * kin_ * kin_);
+        const std::size_t csz = static_cast<std::size_t>(L_.cout * kin_);
+        std::vector<std::vector<double>> H(static_cast<std::size_t>(parts)), C(H.size()), Y(H.size());
+        detail::parallel_for(parts, [&](std::int64_t part) {
+            auto& h = H[static_cast<std::size_t>(part)];
+            auto& cr = C[static_cast<std::size_t>(part)];
+            auto& yy = Y[static_cast<std::size_t>(part)];
+            h.assign(hsz, 0.0), cr.assign(csz, 0.0), yy.assign(static_cast<std::size_t>(L_.cout), 0.0);
+            std::vector<std::int64_t> cols(chunk);
+            std::vector<float> xc(static_cast<std::size_t>(kin_ * chunk)), yc(static_cast<std::size_t>(cg_ * chunk));
+            std::vector<float> hk(static_cast<std::size_t>(kin_ * kin_)), ck(static_cast<std::size_t>(cg_ * kin_));
+            for (std::int64_t ch = part; ch < nchunks; ch += parts) {
+                const std::int64_t j0 = ch * chunk, n = std::min(P, j0 + chunk) - j0;
+                for (std::int64_t j = 0; j < n; ++j) cols[static_cast<std::size_t>(j)] = j0 + j;
+                for (std::int64_t g = 0; g < L_.groups; ++g) {
+                    gather_columns(L_, d_, g, cols.data(), n, xc.data(), n);
+                    for (std::int64_t r = 0; r < cg_; ++r) {
+                        const std::int64_t c = g * cg_ + r;
+                        for (std::int64_t j = 0; j < n; ++j) {
+                            const float v = target_at(L_, d_, c, j0 + j) - L_.bias[static_cast<std::size_t>(c)];
+                            yc[static_cast<std::size_t>(r * n + j)] = v;
+                            yy[static_cast<std::size_t>(c)] += static_cast<double>(v) * v;
+                        }
+                    }
+                    gemm(false, true, kin_, kin_, n, 1.0f, xc.data(), n, xc.data(), n, 0.0f, hk.data(), kin_);
+                    gemm(false, true, cg_, kin_, n, 1.0f, yc.data(), n, xc.data(), n, 0.0f, ck.data(), kin_);
+                    double* hg = h.data() + g * kin_ * kin_;
+                    for (std::int64_t i = 0; i < kin_ * kin_; ++i) hg[i] += hk[static_cast<std::size_t>(i)];
+                    double* cgp = cr.data() + g * cg_ * kin_;
+                    for (std::int64_t i = 0; i < cg_ * kin_; ++i) cgp[i] += ck[static_cast<std::size_t>(i)];
+                }
+            }
+        });
+        const double inv = 1.0 / static_cast<double>(P);
+        gram_.assign(hsz, 0.0);
+        std::vector<double> cross(csz, 0.0);
+        yy_.assign(static_cast<std::size_t>(L_.cout), 0.0);
+        for (std::size_t p = 0; p < H.size(); ++p) {
+            for (std::size_t i = 0; i < hsz; ++i) gram_[i] += H[p][i] * inv;
+            for (std::size_t i = 0; i < csz; ++i) cross[i] += C[p][i] * inv;
+            for (std::size_t i = 0; i < yy_.size(); ++i) yy_[i] += Y[p][i] * inv;
+        }
+        gramf_.assign(gram_.begin(), gram_.end());
+        cross_.assign(cross.begin(), cross.end());
+    }
+
+    const layer_spec& L_;
+    layer_data& d_;
+    const adaround_options& o_;
+    splitmix rng_;
+    std::int64_t cg_ = 1, kin_ = 1;
+    bool rows_affine_ = false, exact_ = false, full_batch_ = false;
+    std::vector<float> s_, b0_, lo_, hi_, v_, m_, a2_, near_;
+    std::vector<row_task> tasks_;
+    // sampled
+    std::int64_t batch_ = 0;
+    std::vector<std::int64_t> cols_, eval_cols_;
+    std::vector<float> xbuf_, tbuf_, eval_x_, eval_t_;
+    // exact
+    std::vector<double> gram_, yy_;
+    std::vector<float> gramf_, cross_;
+};
+
+// ---- progress -----------------------------------------------------------------------------------------------------
+
+class progress_bar {
+public:
+    explicit progress_bar(bool on) : on_(on) {}
+    void show(const adaround_progress& p, bool force) {
+        if (!on_) return;
+        const auto now = clock_type::now();
+        if (!force && now - last_ < std::chrono::milliseconds(200)) return;
+        last_ = now;
+        constexpr int width = 24;
+        const double frac = p.iterations > 0 ? static_cast<double>(p.iteration) / p.iterations : 1.0;
+        const int fill = static_cast<int>(frac * width);
+        std::string bar(static_cast<std::size_t>(fill), '#');
+        bar.resize(width, '.');
+        std::string w = p.weight.size() > 32 ? "..." + p.weight.substr(p.weight.size() - 29) : p.weight;
+        std::fprintf(stderr, "\radaround %zu/%zu %-32s [%s] %5d/%d loss %.3e ", p.layer + 1, p.layers, w.c_str(),
+                     bar.c_str(), p.iteration, p.iterations, p.loss);
+        std::fflush(stderr);
+    }
+    void finish() {
+        if (on_) std::fprintf(stderr, "\n");
+    }
+
+private:
+    bool on_;
+    clock_type::time_point last_{};
+};
+
+void check_options(const adaround_options& o) {
+    if (o.iterations < 1) QUANTSIM_THROW(invalid_argument, "adaround: iterations ", o.iterations, " must be >= 1");
+    if (!(o.reg_param >= 0) || !std::isfinite(o.reg_param))
+        QUANTSIM_THROW(invalid_argument, "adaround: reg_param ", o.reg_param, " must be finite and >= 0");
+    if (!(o.beta_start >= 1 && o.beta_end >= 1) || !std::isfinite(o.beta_start) || !std::isfinite(o.beta_end))
+        QUANTSIM_THROW(invalid_argument, "adaround: beta range [", o.beta_start, ", ", o.beta_end, "] must be >= 1");
+    if (!(o.warm_start >= 0 && o.warm_start < 1))
+        QUANTSIM_THROW(invalid_argument, "adaround: warm_start ", o.warm_start, " must be in [0, 1)");
+    if (!(o.learning_rate > 0) || !std::isfinite(o.learning_rate))
+        QUANTSIM_THROW(invalid_argument, "adaround: learning_rate ", o.learning_rate, " must be finite and > 0");
+    if (o.positions_per_iteration < 0)
+        QUANTSIM_THROW(invalid_argument, "adaround: positions_per_iteration ", o.positions_per_iteration, " must be >= 0");
+    if (o.num_threads < 0) QUANTSIM_THROW(invalid_argument, "adaround: num_threads ", o.num_threads, " must be >= 0");
+}
+
+}  // namespace
+
+std::string adaround_report::table() const {
+    std::ostringstream os;
+    os << std::left << std::setw(36) << "weight" << std::setw(12) << "activation" << std::setw(8) << "loss"
+       << std::right << std::setw(9) << "seconds" << std::setw(12) << "mse near" << std::setw(12) << "mse ada"
+       << std::setw(9) << "changed" << '\n';
+    for (const auto& l : layers) {
+        os << std::left << std::setw(36) << l.weight << std::setw(12) << l.activation << std::setw(8)
+           << (l.exact ? "exact" : "sampled") << std::right << std::fixed << std::setprecision(2) << std::setw(9)
+           << l.seconds << std::scientific << std::setprecision(3) << std::setw(12) << l.mse_nearest << std::setw(12)
+           << l.mse_adaround << std::fixed << std::setprecision(3) << std::setw(9) << l.fraction_rounded_up_changed
+           << '\n';
+    }
+    os << std::fixed << std::setprecision(2) << "total " << seconds << " s, " << layers.size() << " layers";
+    if (!skipped.empty()) os << ", " << skipped.size() << " skipped";
+    os << '\n';
+    return os.str();
+}
+
+adaround_report adaround(quant_sim& sim, const std::vector<std::vector<tensor>>& batches, const adaround_options& o) {
+    check_options(o);
+    const auto t_all = clock_type::now();
+    bool any = false;
+    for (const auto& b : batches)
+        if (!b.empty() && (b[0].rank() == 0 || b[0].dim(0) > 0)) any = true;
+    if (!any) QUANTSIM_THROW(calibration_error, "adaround: no calibration batches (or only empty ones)");
+
+    const int threads = o.num_threads > 0 ? o.num_threads
+                        : sim.options().num_threads > 0 ? sim.options().num_threads
+                                                        : default_num_threads();
+    kernel_threads_scope thread_scope(threads);
+
+    adaround_report rep;
+    std::vector<layer_spec> layers = find_layers(sim.model(), sim, rep.skipped);
+    // Weight encodings that are missing are computed from the current weights.
+    bool missing = false;
+    for (const auto& L : layers) missing = missing || !sim.effective_params(L.weight);
+    if (missing) sim.compute_param_encodings();
+
+    std::vector<std::string> input_names;
+    for (const auto& in : sim.model().inputs) input_names.push_back(in.name);
+    for (const auto& b : batches)
+        if (b.size() != input_names.size())
+            QUANTSIM_THROW(invalid_argument, "adaround: a batch has ", b.size(), " inputs, the model has ",
+                           input_names.size());
+
+    // Targets come from the FP32 model as it is now (before any weight is replaced).
+    executor_options eo;
+    eo.num_threads = threads;
+    executor fp(sim.model(), eo);
+    std::optional<activation_quantizers_off> act_off;
+    if (o.quantized_inputs && !o.input_activation_quantizers) act_off.emplace(sim);
+
+    progress_bar bar(o.progress_bar);
+    for (std::size_t li = 0; li < layers.size(); ++li) {
+        layer_spec& L = layers[li];
+        const auto t0 = clock_type::now();
+        const auto params = sim.effective_params(L.weight);
+        if (!params) {
+            rep.skipped.push_back(L.weight + ": no encoding");
+            continue;
+        }
+        const tensor w = sim.model().params.at(L.weight);
+        layer_data d = collect(L, sim, fp, batches, input_names, o);
+        if (L.conv) resolve_pads(L, d);
+
+        layer_optimizer opt(L, d, *params, w.shape(), w, o, o.seed ^ (0x9E3779B97F4A7C15ull * (li + 1)));
+        opt.prepare(opt.exact_possible());
+        adaround_progress pr{li, layers.size(), L.weight, 0, o.iterations, 0.0};
+        opt.run([&](int it, double loss) {
+            pr.iteration = it, pr.loss = loss;
+            if (o.progress) o.progress(pr);
+            bar.show(pr, it == o.iterations);
+        });
+
+        const std::vector<float> q = opt.learned();
+        adaround_layer_report lr;
+        lr.weight = L.weight;
+        lr.node = L.node_name;
+        lr.activation = (L.aff_a.empty() ? "" : "bn+") + L.act.name;
+        lr.exact = opt.exact();
+        lr.samples = d.samples;
+        lr.positions = d.positions;
+        lr.mse_nearest = opt.loss_of(opt.nearest());
+        lr.mse_adaround = opt.loss_of(q);
+        std::size_t changed = 0;
+        for (std::size_t i = 0; i < q.size(); ++i) changed += q[i] != opt.nearest()[i];
+        lr.fraction_rounded_up_changed = q.empty() ? 0.0 : static_cast<double>(changed) / static_cast<double>(q.size());
+
+        // W' = (q - zp) * s sits on the grid point, so nearest rounding with the frozen encoding gives back q.
+        tensor wn = tensor::empty(w.shape());
+        float* wp = wn.f32();
+        for (std::int64_t c = 0; c < L.cout; ++c)
+            for (std::int64_t kk = 0; kk < L.k; ++kk) {
+                const std::size_t i = static_cast<std::size_t>(c * L.k + kk);
+                wp[L.flat(c, kk)] = q[i] * opt.scales()[i];
+            }
+        sim.set_encoding(L.weight, *params, /*freeze=*/true);
+        sim.update_param(L.weight, std::move(wn));
+        lr.seconds = seconds_since(t0);
+        rep.layers.push_back(std::move(lr));
+    }
+    bar.finish();
+    rep.seconds = seconds_since(t_all);
+    return rep;
+}
+
+}  // namespace quantsim

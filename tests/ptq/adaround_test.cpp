@@ -1,0 +1,298 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include <quantsim/core/error.hpp>
+#include <quantsim/ir/builder.hpp>
+#include <quantsim/ptq/adaround.hpp>
+#include <quantsim/ptq/detail/adaround_math.hpp>
+#include <quantsim/quant/fake_quant.hpp>
+#include <quantsim/quant/layout.hpp>
+#include <quantsim/sim/quantsim.hpp>
+
+namespace qs = quantsim;
+namespace qd = quantsim::detail;
+
+namespace {
+
+constexpr std::uint32_t base_seed = 20260417;
+constexpr float fd_step = 1e-3f;
+constexpr float fd_tol = 2e-3f;      // central differences in float
+constexpr double mse_agree = 1e-3;   // relative agreement of the exact and the sampled loss on the same weights
+
+qs::tensor random_tensor(qs::shape_t shape, std::mt19937& rng, float scale = 1.0f) {
+    qs::tensor t = qs::tensor::empty(std::move(shape));
+    std::normal_distribution<float> d(0.0f, scale);
+    for (auto& v : t.span<float>()) v = d(rng);
+    return t;
+}
+
+// x[N,16] -> Gemm(16->8, transB) -> out
+qs::graph linear_net(std::mt19937& rng) {
+    qs::graph_builder b("linear");
+    auto x = b.input("x", {-1, 16});
+    auto w = b.param("fc.weight", random_tensor({8, 16}, rng, 0.4f));
+    auto bias = b.param("fc.bias", random_tensor({8}, rng, 0.1f));
+    auto y = b.node("Gemm", {x, w, bias}, {{"transB", std::int64_t{1}}}, qs::node_options("fc").outputs({"fc_out"}));
+    b.output(y);
+    return b.build();
+}
+
+// x[N,4,8,8] -> Conv(4->8, 3x3, pad 1) -> Relu -> depthwise Conv(8, 3x3, stride 2) -> out
+qs::graph conv_net(std::mt19937& rng) {
+    qs::graph_builder b("conv");
+    auto x = b.input("x", {-1, 4, 8, 8});
+    auto w1 = b.param("conv1.weight", random_tensor({8, 4, 3, 3}, rng, 0.3f));
+    auto b1 = b.param("conv1.bias", random_tensor({8}, rng, 0.1f));
+    auto c1 = b.node("Conv", {x, w1, b1}, {{"pads", std::vector<std::int64_t>{1, 1, 1, 1}}},
+                     qs::node_options("conv1").outputs({"conv1_out"}));
+    auto r1 = b.node("Relu", {c1}, {}, qs::node_options("relu1").outputs({"relu1_out"}));
+    auto w2 = b.param("dw.weight", random_tensor({8, 1, 3, 3}, rng, 0.3f));
+    auto c2 = b.node("Conv", {r1, w2},
+                     {{"group", std::int64_t{8}}, {"strides", std::vector<std::int64_t>{2, 2}},
+                      {"pads", std::vector<std::int64_t>{1, 1, 1, 1}}},
+                     qs::node_options("dw").outputs({"dw_out"}));
+    b.output(c2);
+    return b.build();
+}
+
+std::vector<std::vector<qs::tensor>> make_batches(std::mt19937& rng, const qs::shape_t& sample, int n, int batch) {
+    std::vector<std::vector<qs::tensor>> out;
+    for (int i = 0; i < n; ++i) {
+        qs::shape_t s = sample;
+        s.insert(s.begin(), batch);
+        out.push_back({random_tensor(s, rng)});
+    }
+    return out;
+}
+
+qs::quantsim_options w4(bool per_channel) {
+    qs::quantsim_options o;
+    o.param_bitwidth = 4;
+    o.activation_bitwidth = 8;
+    o.per_channel = per_channel;
+    o.num_threads = 2;
+    return o;
+}
+
+qs::adaround_options fast_options() {
+    qs::adaround_options o;
+    o.iterations = 1500;
+    o.learning_rate = 1e-2f;  // fewer iterations, larger steps (the defaults are checked on the real model)
+    o.positions_per_iteration = 256;
+    return o;
+}
+
+// The weight the sim quantizes, the frozen encoding, and the integers (W'/s + zp) they give.
+void expect_on_grid(const qs::quant_sim& sim, const std::string& name) {
+    SCOPED_TRACE(name);
+    const qs::quantizer* q = sim.find(name);
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(q->params.has_value());
+    EXPECT_TRUE(q->frozen);
+    const qs::tensor& w = sim.model().params.at(name);
+    const qs::tensor fq = qs::fake_quant(w, *q->params, q->options);
+    const auto rg = qs::check_quant_params(*q->params, w.shape());
+    for (std::int64_t i = 0; i < w.numel(); ++i) {
+        ASSERT_EQ(fq.f32()[i], w.f32()[i]) << "element " << i << " is not reproduced by nearest rounding";
+        const auto g = static_cast<std::size_t>(qs::group_index_ref(rg, w.shape(), i));
+        const double qv = w.f32()[i] / q->params->scale[g] + q->params->zero_point[g];
+        EXPECT_NEAR(qv, std::nearbyint(qv), 1e-4) << "element " << i;
+        EXPECT_GE(std::nearbyint(qv), q->params->range().qmin);
+        EXPECT_LE(std::nearbyint(qv), q->params->range().qmax);
+    }
+}
+
+}  // namespace
+
+// ---- the scalar pieces ------------------------------------------------------------------------------------------
+
+TEST(AdaroundMath, RectifiedSigmoidAndItsGradient) {
+    for (float v : {-6.0f, -2.5f, -1.0f, -0.3f, 0.0f, 0.4f, 1.2f, 2.0f, 6.0f}) {
+        SCOPED_TRACE(v);
+        const float fd = (qd::adaround_h(v + fd_step) - qd::adaround_h(v - fd_step)) / (2 * fd_step);
+        EXPECT_NEAR(qd::adaround_dh(v), fd, fd_tol);
+        EXPECT_GE(qd::adaround_h(v), 0.0f);
+        EXPECT_LE(qd::adaround_h(v), 1.0f);
+    }
+    EXPECT_EQ(qd::adaround_h(-10.0f), 0.0f);  // rectified: reaches exactly 0 and 1
+    EXPECT_EQ(qd::adaround_h(10.0f), 1.0f);
+    EXPECT_EQ(qd::adaround_dh(10.0f), 0.0f);
+    EXPECT_NEAR(qd::adaround_h(0.0f), 0.5f, 1e-6f);
+    for (float frac : {0.0f, 0.1f, 0.37f, 0.5f, 0.93f, 0.999f}) EXPECT_NEAR(qd::adaround_h(qd::adaround_init_v(frac)), frac, 1e-5f);
+}
+
+TEST(AdaroundMath, RegularizerAndItsGradient) {
+    for (float beta : {2.0f, 7.5f, 20.0f})
+        for (float h : {0.05f, 0.2f, 0.45f, 0.55f, 0.8f, 0.97f}) {
+            SCOPED_TRACE(::testing::Message() << "beta " << beta << " h " << h);
+            const float fd = (qd::adaround_reg(h + fd_step, beta) - qd::adaround_reg(h - fd_step, beta)) / (2 * fd_step);
+            EXPECT_NEAR(qd::adaround_dreg(h, beta), fd, fd_tol * std::max(1.0f, std::fabs(fd)));
+        }
+    EXPECT_EQ(qd::adaround_reg(0.0f, 20.0f), 0.0f);
+    EXPECT_EQ(qd::adaround_reg(1.0f, 2.0f), 0.0f);
+    EXPECT_EQ(qd::adaround_reg(0.5f, 2.0f), 1.0f);
+}
+
+TEST(AdaroundMath, BetaScheduleAndWarmStart) {
+    const qd::adaround_schedule s{10000, 0.2f, 20.0f, 2.0f};
+    EXPECT_EQ(s.warm_iterations(), 2000);
+    EXPECT_FALSE(s.regularize(1999));
+    EXPECT_TRUE(s.regularize(2000));
+    EXPECT_FLOAT_EQ(s.beta(2000), 20.0f);
+    EXPECT_FLOAT_EQ(s.beta(6000), 11.0f);  // half way: the cosine is at 0
+    EXPECT_FLOAT_EQ(s.beta(10000), 2.0f);
+    for (int it = 2000; it < 10000; it += 500) EXPECT_GE(s.beta(it), s.beta(it + 500));
+}
+
+TEST(AdaroundMath, ActivationDerivatives) {
+    qd::activation_fn relu;
+    relu.kind = qd::act_kind::clip, relu.lo = 0;
+    qd::activation_fn hs;
+    hs.kind = qd::act_kind::hard_swish, hs.add = 3, hs.lo = 0, hs.hi = 6, hs.mul = 1.0f / 6;
+    qd::activation_fn hsig;
+    hsig.kind = qd::act_kind::hard_sigmoid, hsig.alpha = 0.2f, hsig.beta = 0.5f;
+    qd::activation_fn leaky;
+    leaky.kind = qd::act_kind::leaky_relu, leaky.alpha = 0.1f;
+    for (const auto* f : {&relu, &hs, &hsig, &leaky})
+        for (float z : {-4.1f, -2.0f, -0.7f, 0.3f, 1.9f, 2.4f, 3.3f, 5.0f}) {
+            SCOPED_TRACE(::testing::Message() << "kind " << static_cast<int>(f->kind) << " z " << z);
+            const float fd = (f->f(z + fd_step) - f->f(z - fd_step)) / (2 * fd_step);
+            EXPECT_NEAR(f->df(z), fd, fd_tol);
+        }
+    EXPECT_FLOAT_EQ(hs.f(1.0f), 1.0f * 4.0f / 6.0f);
+}
+
+// ---- the algorithm ------------------------------------------------------------------------------------------------
+
+TEST(Adaround, LinearLayerBeatsNearestAndReproducesIntegers) {
+    for (bool per_channel : {true, false}) {
+        const std::uint32_t seed = base_seed + per_channel;
+        SCOPED_TRACE(::testing::Message() << "seed " << seed << " per_channel " << per_channel);
+        std::mt19937 rng(seed);
+        qs::quant_sim sim(linear_net(rng), w4(per_channel));
+        const auto batches = make_batches(rng, {16}, 8, 32);
+        sim.compute_encodings(batches);
+        const auto before = *sim.find("fc.weight")->params;
+        const auto rep = qs::adaround(sim, batches, fast_options());
+        ASSERT_EQ(rep.layers.size(), 1u);
+        const auto& l = rep.layers[0];
+        EXPECT_TRUE(l.exact);
+        EXPECT_EQ(l.activation, "none");
+        EXPECT_EQ(l.samples, 256);
+        EXPECT_LT(l.mse_adaround, 0.8 * l.mse_nearest);
+        EXPECT_GT(l.fraction_rounded_up_changed, 0.0);
+        expect_on_grid(sim, "fc.weight");
+        EXPECT_EQ(*sim.find("fc.weight")->params, before);  // same grid, now frozen
+        sim.compute_encodings(batches);                     // frozen encodings are kept
+        EXPECT_EQ(*sim.find("fc.weight")->params, before);
+        expect_on_grid(sim, "fc.weight");
+    }
+}
+
+TEST(Adaround, ConvReluAndDepthwiseSampled) {
+    for (bool per_channel : {true, false}) {
+        const std::uint32_t seed = base_seed + 10 + per_channel;
+        SCOPED_TRACE(::testing::Message() << "seed " << seed << " per_channel " << per_channel);
+        std::mt19937 rng(seed);
+        qs::quant_sim sim(conv_net(rng), w4(per_channel));
+        const auto batches = make_batches(rng, {4, 8, 8}, 4, 8);
+        sim.compute_encodings(batches);
+        const auto rep = qs::adaround(sim, batches, fast_options());
+        ASSERT_EQ(rep.layers.size(), 2u);
+        EXPECT_EQ(rep.layers[0].activation, "relu");
+        EXPECT_FALSE(rep.layers[0].exact);
+        EXPECT_EQ(rep.layers[0].positions, 32 * 64);
+        EXPECT_EQ(rep.layers[1].positions, 32 * 16);
+        for (const auto& l : rep.layers) {
+            SCOPED_TRACE(l.weight);
+            EXPECT_LT(l.mse_adaround, l.mse_nearest);
+            expect_on_grid(sim, l.weight);
+        }
+    }
+}
+
+TEST(Adaround, ExactAndSampledLossAgree) {
+    // The Gram form and the sampled form over all positions must give the same loss for the same weights: the
+    // nearest-rounding MSE of the two runs is computed by the two code paths.
+    std::mt19937 rng(base_seed + 20);
+    const qs::graph g = conv_net(rng);
+    const auto batches = make_batches(rng, {4, 8, 8}, 2, 8);
+    qs::adaround_options o = fast_options();
+    o.iterations = 1;
+    o.eval_positions = 1 << 20;  // all positions
+    double mse[2];
+    for (int exact = 0; exact < 2; ++exact) {
+        qs::quant_sim sim(g, w4(true));
+        sim.compute_encodings(batches);
+        o.exact_linear = exact != 0;
+        const auto rep = qs::adaround(sim, batches, o);
+        ASSERT_EQ(rep.layers.size(), 2u);
+        EXPECT_EQ(rep.layers[1].exact, exact != 0);
+        mse[exact] = rep.layers[1].mse_nearest;
+    }
+    EXPECT_NEAR(mse[0], mse[1], mse_agree * mse[1]);
+}
+
+TEST(Adaround, FloatingPointInputsAndProgress) {
+    std::mt19937 rng(base_seed + 30);
+    qs::quant_sim sim(conv_net(rng), w4(true));
+    const auto batches = make_batches(rng, {4, 8, 8}, 2, 8);
+    sim.compute_encodings(batches);
+    qs::adaround_options o = fast_options();
+    o.iterations = 300;
+    o.quantized_inputs = false;
+    o.max_samples = 5;
+    int calls = 0, last = 0;
+    o.progress = [&](const qs::adaround_progress& p) {
+        ++calls;
+        EXPECT_EQ(p.layers, 2u);
+        EXPECT_TRUE(std::isfinite(p.loss));
+        last = p.iteration;
+    };
+    const auto rep = qs::adaround(sim, batches, o);
+    EXPECT_EQ(rep.layers[0].samples, 5);
+    EXPECT_EQ(calls, 2 * 4);  // iterations 1, 101, 201 and the last, per layer
+    EXPECT_EQ(last, 300);
+    expect_on_grid(sim, "conv1.weight");
+}
+
+TEST(Adaround, MissingWeightEncodingIsComputedAndDisabledQuantizerSkipped) {
+    std::mt19937 rng(base_seed + 40);
+    qs::quant_sim sim(conv_net(rng), w4(true));
+    const auto batches = make_batches(rng, {4, 8, 8}, 2, 4);
+    sim.set_enabled("dw.weight", false);
+    const qs::tensor dw_before = sim.model().params.at("dw.weight").clone();
+    ASSERT_FALSE(sim.find("conv1.weight")->params.has_value());
+    qs::adaround_options o = fast_options();
+    o.iterations = 50;
+    const auto rep = qs::adaround(sim, batches, o);
+    ASSERT_EQ(rep.layers.size(), 1u);
+    EXPECT_EQ(rep.layers[0].weight, "conv1.weight");
+    ASSERT_EQ(rep.skipped.size(), 1u);
+    EXPECT_NE(rep.skipped[0].find("dw.weight"), std::string::npos);
+    expect_on_grid(sim, "conv1.weight");
+    const qs::tensor& dw_after = sim.model().params.at("dw.weight");
+    for (std::int64_t i = 0; i < dw_after.numel(); ++i) EXPECT_EQ(dw_after.f32()[i], dw_before.f32()[i]);
+}
+
+TEST(Adaround, BadInput) {
+    std::mt19937 rng(base_seed + 50);
+    qs::quant_sim sim(linear_net(rng), w4(true));
+    EXPECT_THROW(qs::adaround(sim, {}), qs::calibration_error);
+    std::vector<std::vector<qs::tensor>> empty_batch{{qs::tensor::empty({0, 16})}};
+    EXPECT_THROW(qs::adaround(sim, empty_batch), qs::calibration_error);
+    const auto batches = make_batches(rng, {16}, 1, 4);
+    qs::adaround_options o;
+    o.iterations = 0;
+    EXPECT_THROW(qs::adaround(sim, batches, o), qs::invalid_argument);
+    o = {};
+    o.warm_start = 1.0f;
+    EXPECT_THROW(qs::adaround(sim, batches, o), qs::invalid_argument);
+    o = {};
+    o.learning_rate = std::nanf("");
+    EXPECT_THROW(qs::adaround(sim, batches, o), qs::invalid_argument);
+    std::vector<std::vector<qs::tensor>> two_inputs{{batches[0][0], batches[0][0]}};
+    EXPECT_THROW(qs::adaround(sim, two_inputs), qs::invalid_argument);
+}
