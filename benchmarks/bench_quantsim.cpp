@@ -1,5 +1,5 @@
 // QuantSim speed on the PaddleOCR classifier (issue 4's targets), side by side with the FP32 executor in one run:
-//   - simulated W8A8 forward vs FP32 forward, batch 32 (target: at most 1.3x);
+//   - simulated W8A8 forward vs FP32 forward, batch 32 (target: at most 1.3x); fused=0 is the reference hook path;
 //   - calibration of 256 images with the SQNR observer vs a plain FP32 pass over them (target: at most 2x).
 // Needs the model (make peers) and uses .data/cls/calib/X.npy when present (random inputs otherwise).
 //   build/bin/bench_quantsim [--benchmark_filter=...]
@@ -56,10 +56,12 @@ void BM_classifier_fp32_forward(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 32);
 }
 
+// range(1): 1 = fused fake-quant (the default), 0 = the reference hook path.
 void BM_classifier_simulated_forward(benchmark::State& state) {
     if (!have_model(state)) return;
     qs::quantsim_options o;
     o.num_threads = static_cast<int>(state.range(0));
+    o.fused_forward = state.range(1) != 0;
     qs::quant_sim sim(qs::load_onnx(model_path), o);
     sim.compute_encodings(batches(images(64), 32));
     const qs::tensor x = images(32);
@@ -98,7 +100,14 @@ void BM_classifier_calibrate_sqnr_256(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_classifier_fp32_forward)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_classifier_simulated_forward)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_classifier_simulated_forward)
+    ->ArgNames({"threads", "fused"})
+    ->Args({1, 1})
+    ->Args({2, 1})
+    ->Args({1, 0})
+    ->Args({2, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_classifier_fp32_pass_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_classifier_calibrate_sqnr_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 

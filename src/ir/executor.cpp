@@ -13,6 +13,7 @@
 #include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/shape_inference.hpp>
+#include <quantsim/quant/fake_quant.hpp>
 
 #include "ops/common.hpp"
 #include "ops/fused.hpp"
@@ -51,6 +52,7 @@ struct group_state {
     std::vector<vinstr> code;
     int next_vreg = 0;
     std::vector<std::vector<float>> consts;
+    std::vector<pw_quant> quants;            ///< grids of the fake_quant instructions
     std::vector<int> extra;                  ///< runtime inputs (value ids)
     std::vector<pw_input_spec> specs;
     int row_dims = -1;
@@ -153,6 +155,7 @@ struct executor::impl {
         shape_t expected;                           // pointwise: output shape the plan assumed
         std::size_t anchor = 0;
         int row_dims = 0;
+        bool fq_in_kernel = false;  ///< the output's fake_quant is the program's last instruction
         std::unique_ptr<op_kernel> kernel;
         std::int64_t calls = 0;
         double ms = 0.0;
@@ -162,6 +165,7 @@ struct executor::impl {
     std::set<std::string, std::less<>> plan_fetch;
     std::vector<int> last_use;  ///< per value id: last step reading it (-1: none)
     std::vector<char> pinned;   ///< per value id: never freed during a run (fetched / outputs)
+    std::set<int> quant_changed;  ///< values whose quantizer changed since the last plan (their steps get new kernels)
 
     struct hook_entry {
         value_hook fn;
@@ -169,6 +173,17 @@ struct executor::impl {
     };
     std::map<int, hook_entry> hooks;
     int next_hook = 1;
+
+    // Value quantizers: by name (the API) and resolved per value id at planning time.
+    value_quantizer_map quantizers;
+    struct resolved_quantizer {
+        const value_quantizer* q = nullptr;
+        bool fusable = false;  ///< per-tensor float grid: can be a fake_quant instruction
+        pw_quant pq;
+    };
+    std::vector<resolved_quantizer> vq;  ///< per value id
+    std::vector<char> post;      ///< per value id: quantize and/or call hooks after the producing step
+    std::vector<char> hook_on;   ///< per value id: some hook wants it
 
     std::size_t peak = 0;
     detail::tensor_pool pool;  ///< freed activations, reused by the next outputs of the same size
@@ -402,6 +417,7 @@ struct executor::impl {
         const int x = id_of(n.inputs[0]);
         const int p = producer[static_cast<std::size_t>(x)];
         if (p < 0 || node_folded[static_cast<std::size_t>(p)] || pinned[static_cast<std::size_t>(x)]) return -1;
+        if (vq[static_cast<std::size_t>(x)].q) return -1;  // the conv must read the quantized x * s
         if (consumers[static_cast<std::size_t>(x)].size() != 1) return -1;
         for (const auto& in : n.inputs)
             if (in == n.inputs[0] && &in != &n.inputs[0]) return -1;  // the conv reads x twice
@@ -601,11 +617,24 @@ struct executor::impl {
         } else {
             return false;
         }
+        result = append_fake_quant(s, id_of(n.outputs[0]), result);
         s.values[id_of(n.outputs[0])] = {vop::kind::vreg, result, 0.0f, 0};
         s.members.push_back(ni);
         s.out_value = id_of(n.outputs[0]);
         st = std::move(s);
         return true;
+    }
+
+    /// When value `id` has a fusable quantizer, appends fake_quant(reg) and returns its register; else returns reg.
+    int append_fake_quant(group_state& s, int id, int reg) {
+        const resolved_quantizer& r = vq[static_cast<std::size_t>(id)];
+        if (!r.q || !r.fusable) return reg;
+        s.quants.push_back(r.pq);
+        const int dst = s.next_vreg++;
+        const vop src = reg < 0 ? vop{vop::kind::output, 0, 0.0f, 0} : vop{vop::kind::vreg, reg, 0.0f, 0};
+        s.code.push_back({pw_op::fake_quant, dst, src, {vop::kind::none, static_cast<int>(s.quants.size()) - 1, 0.0f, 0},
+                          0.0f, 0.0f});
+        return dst;
     }
 
     /// True when only the group's last output leaves the group.
@@ -778,6 +807,7 @@ struct executor::impl {
         // Physical registers by liveness; the last instruction writes the output.
         auto prog = std::make_shared<pw_program>();
         prog->constants = st.consts;
+        prog->quants = st.quants;
         std::map<int, int> phys;
         std::vector<int> free_regs;
         int nregs = 0;
@@ -789,7 +819,7 @@ struct executor::impl {
         auto convert = [&](const vop& v) -> pw_operand {
             pw_operand o;
             switch (v.k) {
-                case vop::kind::none: o.k = pw_operand::kind::none; break;
+                case vop::kind::none: o.k = pw_operand::kind::none; o.index = v.idx; break;
                 case vop::kind::output: o.k = pw_operand::kind::output; break;
                 case vop::kind::vreg: o.k = pw_operand::kind::reg; o.index = phys.at(v.idx); break;
                 case vop::kind::scalar: o.k = pw_operand::kind::scalar; o.value = v.value; break;
@@ -859,9 +889,12 @@ struct executor::impl {
             if (id < 0) QUANTSIM_THROW(invalid_argument, "fetch: '", f, "' is not a value of the graph");
             pinned[static_cast<std::size_t>(id)] = 1;
         }
+        resolve_quantizers();
+        hook_on.assign(names.size(), 0);
+        for (std::size_t id = 0; id < names.size(); ++id) hook_on[id] = !hooks.empty() && hooked(static_cast<int>(id));
         std::vector<char> no_fuse(names.size(), 0);
         for (std::size_t id = 0; id < names.size(); ++id)
-            no_fuse[id] = pinned[id] || hooked(static_cast<int>(id));
+            no_fuse[id] = pinned[id] || hook_on[id] || (vq[id].q && !vq[id].fusable);
         // Hooked values must be step outputs: pinned for fusion purposes.
         std::vector<char> saved = pinned;
         pinned = no_fuse;
@@ -897,9 +930,12 @@ struct executor::impl {
                     const int out_id = id_of(n.outputs[0]);
                     st.values[out_id] = {vop::kind::output, 0, 0.0f, 0};
                     st.out_value = out_id;
+                    // A quantizer on the producer's own output: the epilogue starts with its fake_quant.
+                    if (const int r = append_fake_quant(st, out_id, -1); r >= 0)
+                        st.values[out_id] = {vop::kind::vreg, r, 0.0f, 0};
                     const group_state best = grow(st, assigned, info_of(out_id));
                     const auto pro = prologue.find(ni);
-                    if (best.members.size() > 1 || pro != prologue.end()) {
+                    if (best.members.size() > 1 || pro != prologue.end() || !best.code.empty()) {
                         step fs;
                         fs.k = step::kind::producer;
                         group_state b = best;
@@ -920,6 +956,7 @@ struct executor::impl {
                                 fs.nodes.push_back(pro->second);
                             }
                             fs.outputs = {b.out_value};
+                            fs.fq_in_kernel = vq[static_cast<std::size_t>(b.out_value)].fusable;
                             s = std::move(fs);
                             grouped = true;
                         }
@@ -953,7 +990,7 @@ struct executor::impl {
                         if (absorb(s0, ni, oi)) {
                             s0.values.erase(anchor);
                             const group_state best = grow(s0, assigned, oi);
-                            if (best.members.size() > 1) {
+                            if (best.members.size() > 1 || !best.quants.empty()) {
                                 step fs;
                                 fs.k = step::kind::pointwise;
                                 group_state b = best;
@@ -965,6 +1002,7 @@ struct executor::impl {
                                     fs.outputs = {b.out_value};
                                     fs.anchor = 0;
                                     fs.row_dims = b.row_dims;
+                                    fs.fq_in_kernel = vq[static_cast<std::size_t>(b.out_value)].fusable;
                                     s = std::move(fs);
                                     grouped = true;
                                 }
@@ -991,9 +1029,18 @@ struct executor::impl {
         for (auto& [pos, s] : planned_steps) steps.push_back(std::move(s));
 
         // Reuse kernels of identical steps (same nodes, same recipe) from the previous plan.
+        for (auto& o : old) {
+            bool touched = false;
+            for (std::size_t m : o.nodes)
+                for (const auto& out : g.nodes[m].outputs)
+                    touched = touched || (!out.empty() && quant_changed.count(id_of(out)));
+            if (touched && o.k != step::kind::single) o.kernel.reset();  // its program holds the old grids
+        }
+        quant_changed.clear();
         for (auto& s : steps)
             for (auto& o : old)
-                if (o.kernel && o.nodes == s.nodes && o.k == s.k && o.inputs == s.inputs) {
+                if (o.kernel && o.nodes == s.nodes && o.k == s.k && o.inputs == s.inputs &&
+                    o.fq_in_kernel == s.fq_in_kernel) {
                     s.kernel = std::move(o.kernel);
                     s.calls = o.calls;
                     s.ms = o.ms;
@@ -1007,8 +1054,74 @@ struct executor::impl {
             for (int id : steps[i].inputs)
                 if (id >= 0) last_use[static_cast<std::size_t>(id)] = static_cast<int>(i);
         for (const auto& f : fetch) pinned[static_cast<std::size_t>(id_of(f))] = 1;
+        // Work after a step: hooks, and quantizers the step's kernel does not apply itself.
+        post.assign(names.size(), 0);
+        for (std::size_t id = 0; id < names.size(); ++id)
+            post[id] = hook_on[id] || (vq[id].q && (is_input[id] || producer[id] >= 0));
+        for (const auto& s : steps)
+            if (s.fq_in_kernel)
+                for (int id : s.outputs)
+                    if (id >= 0) post[static_cast<std::size_t>(id)] = hook_on[static_cast<std::size_t>(id)];
         plan_fetch = fetch;
         planned = true;
+    }
+
+    void resolve_quantizers() {
+        vq.assign(names.size(), {});
+        for (const auto& [name, q] : quantizers) {
+            const int id = id_of(name);
+            if (id < 0 || constant[static_cast<std::size_t>(id)]) continue;  // folded values are never quantized
+            resolved_quantizer& r = vq[static_cast<std::size_t>(id)];
+            r.q = &q;
+            const quant_params& p = q.params;
+            r.fusable = p.gran.kind == granularity_kind::per_tensor && p.size() == 1 && p.bitwidth <= max_bitwidth;
+            if (!r.fusable) continue;
+            const auto range = p.range();
+            r.pq.scale = p.scale[0];
+            r.pq.inv = 1.0f / p.scale[0];
+            r.pq.lo = static_cast<float>(range.qmin - p.zero_point[0]);
+            r.pq.hi = static_cast<float>(range.qmax - p.zero_point[0]);
+            r.pq.rounding = q.options.rounding;
+            r.pq.arithmetic = q.options.arithmetic;
+            r.pq.key = detail::stochastic_key(q.options.seed);
+        }
+    }
+
+    void set_quantizers(value_quantizer_map qm) {
+        for (const auto& [name, q] : qm) {
+            if (id_of(name) < 0) QUANTSIM_THROW(invalid_argument, "value quantizer: '", name, "' is not a value of the graph");
+            const quant_params& p = q.params;
+            const std::string where = "value quantizer on '" + name + "'";
+            if (p.scale.empty() || p.scale.size() != p.zero_point.size())
+                QUANTSIM_THROW(invalid_argument, where, ": ", p.scale.size(), " scales and ", p.zero_point.size(),
+                               " zero points");
+            for (std::size_t i = 0; i < p.size(); ++i) p.at(i).validate(where.c_str());
+            if (p.gran.kind != granularity_kind::per_tensor) {
+                const value_info* vi = info_of(id_of(name));
+                if (vi) (void)check_quant_params(p, vi->shape, where.c_str());
+            } else if (p.size() != 1) {
+                QUANTSIM_THROW(invalid_argument, where, ": per-tensor with ", p.size(), " encodings");
+            }
+        }
+        // Values whose quantizer is new, gone or different: their steps' programs change.
+        auto same = [](const value_quantizer& a, const value_quantizer& b) {
+            return a.params.scale == b.params.scale && a.params.zero_point == b.params.zero_point &&
+                   a.params.bitwidth == b.params.bitwidth && a.params.is_signed == b.params.is_signed &&
+                   a.params.scheme == b.params.scheme && a.params.gran.kind == b.params.gran.kind &&
+                   a.params.gran.axis == b.params.gran.axis && a.params.gran.block_axis == b.params.gran.block_axis &&
+                   a.params.gran.block_size == b.params.gran.block_size && a.options.rounding == b.options.rounding &&
+                   a.options.arithmetic == b.options.arithmetic && a.options.seed == b.options.seed &&
+                   a.options.num_threads == b.options.num_threads;
+        };
+        for (const auto& [name, q] : quantizers) {
+            auto it = qm.find(name);
+            if (it == qm.end() || !same(q, it->second)) quant_changed.insert(id_of(name));
+        }
+        for (const auto& [name, q] : qm)
+            if (!quantizers.count(name)) quant_changed.insert(id_of(name));
+        quantizers = std::move(qm);
+        resolve_quantizers();  // the resolved entries point into the map just replaced
+        if (!quant_changed.empty()) planned = false;
     }
 
     void make_kernel(step& s) {
@@ -1046,9 +1159,21 @@ struct executor::impl {
                                ", expected ", to_string(vi), " (dimension ", i, ")");
     }
 
-    void call_hooks(int id, const node* prod, tensor& value, bool must_copy) {
+    /// After value `id` is produced: its fake quantizer (when `quantize`), then the hooks that want it. Writes go
+    /// to a copy when must_copy (a view's source or a caller's tensor may have other readers).
+    void call_post(int id, const node* prod, tensor& value, bool must_copy, bool quantize) {
         bool copied = !must_copy;
         const std::string& name = names[static_cast<std::size_t>(id)];
+        if (quantize && value.type() == dtype::float32) {
+            const value_quantizer& q = *vq[static_cast<std::size_t>(id)].q;
+            if (!copied) {
+                value = fake_quant(value, q.params, q.options);
+                copied = true;
+            } else {
+                fake_quant_(value, q.params, q.options);
+            }
+        }
+        if (!hook_on[static_cast<std::size_t>(id)]) return;
         for (auto& [hid, h] : hooks) {
             if (!h.values.empty() && !h.values.count(name)) continue;
             if (!copied) {
@@ -1081,6 +1206,10 @@ struct executor::impl {
         detail::tensor_pool_scope pool_scope(&pool);
 
         std::vector<tensor> vals(names.size());
+        // Values never freed during this run: the plan's pinned ones and every fetched one (model inputs included).
+        std::vector<char> keep = pinned;
+        for (const auto& f : fetch)
+            if (const auto id = static_cast<std::size_t>(id_of(f)); id < keep.size()) keep[id] = 1;
         // Storage accounting: every value slot maps to an accounting root (views share their source's root).
         std::vector<int> root(names.size(), -1);
         std::vector<std::size_t> root_bytes(names.size(), 0), root_refs(names.size(), 0);
@@ -1093,7 +1222,8 @@ struct executor::impl {
             check_input(vi, it->second);
             const int id = input_ids[i];
             vals[static_cast<std::size_t>(id)] = it->second;
-            if (!hooks.empty() && hooked(id)) call_hooks(id, nullptr, vals[static_cast<std::size_t>(id)], true);
+            if (post[static_cast<std::size_t>(id)])
+                call_post(id, nullptr, vals[static_cast<std::size_t>(id)], true, vq[static_cast<std::size_t>(id)].q != nullptr);
         }
 
         auto value_of = [&](int id) -> const tensor* {
@@ -1150,12 +1280,12 @@ struct executor::impl {
                     root[static_cast<std::size_t>(id)] = r;
                     ++root_refs[static_cast<std::size_t>(r)];
                 }
-                if (!hooks.empty() && hooked(id)) {
+                if (post[static_cast<std::size_t>(id)]) {
                     const node* prod = &g.nodes[static_cast<std::size_t>(producer[static_cast<std::size_t>(id)])];
                     // Copy before a hook writes into a view (its source may have other readers) or an alias of a
                     // model input or parameter (root < 0).
                     const tensor before = t;
-                    call_hooks(id, prod, t, is_view || r < 0);
+                    call_post(id, prod, t, is_view || r < 0, vq[static_cast<std::size_t>(id)].q && !s.fq_in_kernel);
                     if (!t.shares_storage(before) && r != id) {
                         // The value is now a tensor of its own: account it on its own.
                         if (r >= 0 && --root_refs[static_cast<std::size_t>(r)] == 0)
@@ -1171,12 +1301,12 @@ struct executor::impl {
             peak_now = std::max(peak_now, live);
             // Outputs nobody reads (and nobody fetches) go at once; inputs after their last reader.
             for (int id : s.outputs)
-                if (id >= 0 && last_use[static_cast<std::size_t>(id)] < 0 && !pinned[static_cast<std::size_t>(id)] &&
+                if (id >= 0 && last_use[static_cast<std::size_t>(id)] < 0 && !keep[static_cast<std::size_t>(id)] &&
                     std::find(output_ids.begin(), output_ids.end(), id) == output_ids.end())
                     release(id);
             for (int id : s.inputs)
                 if (id >= 0 && last_use[static_cast<std::size_t>(id)] == static_cast<int>(si) &&
-                    !pinned[static_cast<std::size_t>(id)] && !constant[static_cast<std::size_t>(id)] &&
+                    !keep[static_cast<std::size_t>(id)] && !constant[static_cast<std::size_t>(id)] &&
                     std::find(output_ids.begin(), output_ids.end(), id) == output_ids.end())
                     release(id);
         }
@@ -1251,6 +1381,8 @@ executor::executor(graph g, executor_options options) : impl_(std::make_unique<i
     m.resolve_schemas();
     m.collect_infos();
     m.fold_constants();
+    if (!m.opt.quantizers.empty()) m.set_quantizers(std::move(m.opt.quantizers));
+    m.opt.quantizers.clear();
     // Kernels (attribute validation, weight packing) are made now so that errors surface at construction.
     m.build_plan({});
 }
@@ -1298,6 +1430,10 @@ void executor::clear_hooks() {
 }
 
 void executor::update_param(const std::string& name, tensor value) { impl_->update_param(name, std::move(value)); }
+
+void executor::set_value_quantizers(value_quantizer_map quantizers) { impl_->set_quantizers(std::move(quantizers)); }
+
+const value_quantizer_map& executor::value_quantizers() const noexcept { return impl_->quantizers; }
 
 const tensor& executor::param(const std::string& name) const {
     auto it = impl_->g.params.find(name);

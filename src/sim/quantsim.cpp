@@ -316,6 +316,13 @@ void quant_sim::impl::build_executor() {
     }
     executor_options eo;
     eo.num_threads = opts.num_threads;
+    if (opts.fused_forward) {
+        // Fake-quant joins the producing steps' epilogues (one pass per fused group instead of one per value).
+        for (auto& [name, pq] : act) eo.quantizers.emplace(name, value_quantizer{std::move(pq.first), pq.second});
+        exec = std::make_unique<executor>(std::move(sim), std::move(eo));
+        exec_signature = signature();
+        return;
+    }
     exec = std::make_unique<executor>(std::move(sim), eo);
     if (!act.empty()) {
         std::set<std::string, std::less<>> names;

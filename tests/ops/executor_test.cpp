@@ -5,13 +5,17 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <functional>
+#include <numeric>
 #include <string>
 #include <thread>
 
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ir/kernels/conv.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/quant/fake_quant.hpp>
 
 #include "ops_test_util.hpp"
 
@@ -279,6 +283,190 @@ TEST(executor, update_param_rebuilds_affected_kernels) {
     EXPECT_TRUE(all_close(ex.param("w1"), w1, 0.0f, 0.0f));
     EXPECT_THROW(ex.update_param("w1", tensor::zeros({8, 8})), shape_error);
     EXPECT_THROW(ex.update_param("nope", w1), invalid_argument);
+}
+
+// ---- value quantizers (fake-quant fused into the steps) ------------------------------------------------------
+
+bool bit_equal(const tensor& a, const tensor& b) {
+    return a.shape() == b.shape() && std::memcmp(a.f32(), b.f32(), static_cast<std::size_t>(a.numel()) * 4) == 0;
+}
+
+std::string first_difference(const tensor& a, const tensor& b) {
+    if (a.shape() != b.shape()) return "shapes " + to_string(a.shape()) + " vs " + to_string(b.shape());
+    for (std::int64_t i = 0; i < a.numel(); ++i)
+        if (std::memcmp(a.f32() + i, b.f32() + i, 4) != 0)
+            return "element " + std::to_string(i) + ": " + std::to_string(a.f32()[i]) + " vs " + std::to_string(b.f32()[i]);
+    return "none";
+}
+
+/// Fraction of a value's elements allowed to move by a grid step (see value_quantizers_fuse_and_match_hooks_up_to_rare_flips).
+constexpr double kRareFlips = 0.02;
+
+/// Random quantizers on a random subset of the graph's float values (grids from the values' observed ranges).
+value_quantizer_map random_quantizers(const graph& g, const tensor& x, std::mt19937& rng, double p_quantized) {
+    std::vector<std::string> values{"x"};
+    for (const auto& n : g.nodes) values.push_back(n.outputs[0]);
+    executor probe(g);
+    const auto all = probe.run({{"x", x}}, values);
+    std::bernoulli_distribution pick(p_quantized);
+    std::uniform_int_distribution<int> mode(0, 4), arith(0, 1), bits(0, 2), sym(0, 1);
+    value_quantizer_map m;
+    for (const auto& v : values) {
+        if (!pick(rng)) continue;
+        const tensor& t = all.at(v);
+        const auto [lo, hi] = std::minmax_element(t.f32(), t.f32() + t.numel());
+        quant_spec spec;
+        spec.bitwidth = std::array<int, 3>{4, 8, 16}[static_cast<std::size_t>(bits(rng))];
+        spec.scheme = sym(rng) ? qscheme::symmetric : qscheme::asymmetric;
+        value_quantizer q;
+        // A range a bit narrower than observed: some values clip.
+        q.params = quant_params::per_tensor(encoding_from_range(*lo * 0.9, *hi * 0.9, spec));
+        q.options.rounding = static_cast<rounding_mode>(mode(rng));
+        q.options.arithmetic = static_cast<scale_arithmetic>(arith(rng));
+        q.options.seed = rng();
+        m.emplace(v, q);
+    }
+    return m;
+}
+
+/// The reference: every quantizer applied by a hook after its (unfused-boundary) step, as quant_sim did.
+int add_reference_hook(executor& ex, const value_quantizer_map& qm) {
+    std::set<std::string, std::less<>> names;
+    for (const auto& [k, v] : qm) names.insert(k);
+    return ex.add_hook([&qm](std::string_view name, const node*, tensor& v) {
+        const value_quantizer& q = qm.find(name)->second;
+        fake_quant_(v, q.params, q.options);
+    }, names);
+}
+
+TEST(executor, value_quantizers_fuse_and_match_hooks_up_to_rare_flips) {
+    for (unsigned trial = 0; trial < 12; ++trial) {
+        const unsigned seed = kSeed + 100 + trial;
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937 rng(seed);
+        const graph g = mobile_block(rng);
+        const tensor x = random_tensor({trial % 3 + 1, 8, 6, 20}, rng, -2.0f, 2.0f);
+        // Trial 0 quantizes every value (the quant_sim case); the others random subsets.
+        const value_quantizer_map qm = random_quantizers(g, x, rng, trial == 0 ? 1.0 : 0.5);
+        executor ref(g);
+        add_reference_hook(ref, qm);
+        executor_options o;
+        o.quantizers = qm;
+        executor fused(g, o);
+        if (trial == 0) {
+            EXPECT_LT(fused.num_steps(), ref.num_steps()) << fused.plan_summary();
+        }
+        // Arbitrary placements: where the hook path could not fuse around a quantized value (it ran a
+        // BatchNormalization as its own kernel, x * s + t with a fused multiply-add, where the fused program
+        // multiplies and adds), the value reaching a later quantizer may differ by float reassociation (an ulp), which
+        // moves an element by one grid step when it sits that close to a rounding boundary. Bound: every fetched
+        // quantized value stays on its grid and differs from the reference in at most kRareFlips of its elements.
+        std::vector<std::string> names;
+        for (const auto& [k, v] : qm) names.push_back(k);
+        const auto got = fused.run({{"x", x}}, names);
+        const auto want = ref.run({{"x", x}}, names);
+        std::int64_t exact_values = 0;
+        for (const auto& n : names) {
+            const tensor &a = got.at(n), &b = want.at(n);
+            ASSERT_EQ(a.shape(), b.shape()) << n;
+            std::int64_t differ = 0;
+            for (std::int64_t i = 0; i < a.numel(); ++i) differ += a.f32()[i] != b.f32()[i];
+            EXPECT_LE(static_cast<double>(differ), kRareFlips * static_cast<double>(a.numel()) + 1)
+                << n << ": " << first_difference(a, b) << "\n" << fused.plan_summary() << "reference:\n"
+                << ref.plan_summary();
+            exact_values += differ == 0;
+            const double s = qm.at(n).params.scale[0];
+            for (std::int64_t i = 0; i < a.numel(); i += 7) {
+                const double r = a.f32()[i] / s;
+                ASSERT_NEAR(r, std::nearbyint(r), 1e-3 * std::max(1.0, std::fabs(r))) << n << " element " << i;
+            }
+        }
+        // Most values are exactly the reference's.
+        EXPECT_GE(exact_values * 10, static_cast<std::int64_t>(names.size()) * 7);
+        const tensor y_ref = ref.run({x})[0];
+        const tensor y = fused.run({x})[0];
+        if (qm.count("y")) {
+            EXPECT_LE(static_cast<double>(std::inner_product(y.f32(), y.f32() + y.numel(), y_ref.f32(), std::int64_t{0},
+                                                             std::plus<>(), std::not_equal_to<>())),
+                      kRareFlips * static_cast<double>(y.numel()) + 1);
+        } else {
+            EXPECT_TRUE(all_close(y, y_ref, 1e-3f, 1e-3f));
+        }
+    }
+}
+
+TEST(executor, value_quantizers_run_before_hooks_and_follow_updates) {
+    const unsigned seed = kSeed + 120;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const graph g = mobile_block(rng);
+    const tensor x = random_tensor({2, 8, 6, 20}, rng, -2.0f, 2.0f);
+    value_quantizer_map qm = random_quantizers(g, x, rng, 1.0);
+    executor ref(g);
+    add_reference_hook(ref, qm);
+    executor fused(g);
+    fused.set_value_quantizers(qm);
+    EXPECT_EQ(fused.value_quantizers().size(), qm.size());
+    // A user hook on a value inside a would-be fused group sees the quantized value; its change propagates.
+    tensor seen;
+    auto zero_hook = [&](std::string_view, const node*, tensor& v) {
+        seen = v.clone();
+        v.fill(0.5f);
+    };
+    fused.add_hook(zero_hook, {"b2"});
+    ref.add_hook([](std::string_view, const node*, tensor& v) { v.fill(0.5f); }, {"b2"});
+    EXPECT_TRUE(bit_equal(fused.run({x})[0], ref.run({x})[0]));
+    {
+        // The hook saw b2 after its quantizer: every element is on b2's grid.
+        const auto& q = qm.at("b2").params;
+        for (std::int64_t i = 0; i < seen.numel(); ++i) {
+            const double r = seen.f32()[i] / static_cast<double>(q.scale[0]);
+            ASSERT_NEAR(r, std::nearbyint(r), 1e-3) << "element " << i << " of b2 is not on its grid";
+        }
+    }
+    fused.clear_hooks();
+    ref.clear_hooks();
+    add_reference_hook(ref, qm);  // clear_hooks removed it too
+    // A new grid on one value (same set of quantized values) must reach the fused kernels.
+    const tensor y0 = fused.run({x})[0];
+    qm.at("c1").params.scale[0] *= 3.0f;
+    qm.at("h1").params.scale[0] *= 0.25f;
+    fused.set_value_quantizers(qm);
+    const tensor y1 = fused.run({x})[0];
+    EXPECT_FALSE(bit_equal(y1, y0));
+    EXPECT_TRUE(bit_equal(y1, ref.run({x})[0])) << first_difference(y1, ref.run({x})[0]);
+    // A per-channel quantizer (not fusable: applied after its step) and quantized model input.
+    quant_params pc;
+    pc.bitwidth = 8;
+    pc.gran = granularity::per_channel(1);
+    pc.scale.assign(8, 0.05f);
+    pc.zero_point.assign(8, 128);
+    for (std::size_t c = 0; c < 8; ++c) pc.scale[c] = 0.01f * static_cast<float>(c + 1);
+    qm.at("r2").params = pc;
+    fused.set_value_quantizers(qm);
+    EXPECT_TRUE(bit_equal(fused.run({x})[0], ref.run({x})[0]));
+    // Removing them gives the plain model back.
+    fused.set_value_quantizers({});
+    executor plain(g);
+    EXPECT_TRUE(bit_equal(fused.run({x})[0], plain.run({x})[0]));
+    // Errors name the value.
+    value_quantizer_map bad;
+    bad["nope"] = qm.at("c1");
+    EXPECT_THROW(fused.set_value_quantizers(bad), invalid_argument);
+    bad.clear();
+    bad["c1"] = qm.at("c1");
+    bad["c1"].params.scale[0] = -1.0f;
+    EXPECT_THROW(fused.set_value_quantizers(bad), invalid_argument);
+    bad["c1"] = qm.at("c1");
+    bad["c1"].params.gran = granularity::per_channel(1);
+    bad["c1"].params.scale.assign(5, 0.1f);
+    bad["c1"].params.zero_point.assign(5, 0);
+    try {
+        fused.set_value_quantizers(bad);
+        ADD_FAILURE() << "5 channels on an 8-channel value must be rejected";
+    } catch (const error& e) {
+        EXPECT_NE(std::string(e.what()).find("c1"), std::string::npos) << e.what();
+    }
 }
 
 TEST(executor, constant_subgraphs_are_folded) {

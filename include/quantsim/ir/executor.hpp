@@ -6,6 +6,13 @@
 // a following BatchNormalization or per-channel affine folded into the weights) or into one standalone pass. A
 // value that is hooked, fetched or a model output is never fused away, so hooks and fetches see exactly the
 // unfused graph's values. The plan is rebuilt when hooks or the fetch set change.
+//
+// Value quantizers (quant_sim's activations) fake-quantize chosen values as they are produced. A quantized value
+// does not end a fused group: its fake_quant becomes an instruction of the group's program, applied to exactly the
+// float value the unfused graph would produce there (a producer's leading affine / clamp is only folded when no
+// quantizer sits on the producer's output), so Conv -> BatchNormalization -> Relu -> fake-quant is one step.
+// Quantizers that cannot join a program (per-channel or >16-bit grids, outputs of non-fusable nodes, model inputs)
+// run right after their producing step. Hooks and fetches see the quantized value.
 #pragma once
 
 #include <cstdint>
@@ -20,14 +27,26 @@
 #include <quantsim/core/tensor.hpp>
 #include <quantsim/ir/graph.hpp>
 #include <quantsim/ir/op.hpp>
+#include <quantsim/quant/encoding.hpp>
+#include <quantsim/quant/rounding.hpp>
 
 namespace quantsim {
+
+/// A fake quantizer on a value: q = clamp(round(x / s) + zp, qmin, qmax), x' = (q - zp) * s (quant/fake_quant.hpp).
+struct value_quantizer {
+    quant_params params;    ///< any granularity valid for the value's shape (per-tensor ones fuse into programs)
+    quant_options options;  ///< rounding, arithmetic, stochastic seed (element index = flat index in the value)
+};
+
+using value_quantizer_map = std::map<std::string, value_quantizer, std::less<>>;
 
 struct executor_options {
     int num_threads = 0;  ///< 0 = default_num_threads(); the kernels' OpenMP team size for every run
     const op_registry* registry = nullptr;  ///< nullptr = op_registry::global()
     bool fuse = true;      ///< fuse elementwise chains and BatchNormalization into producers (see above)
     bool profile = false;  ///< time every step (profile(), profile_table())
+    /// Fake quantizers by value name (see above); also settable later with set_value_quantizers.
+    value_quantizer_map quantizers;
 };
 
 /// Called when a value is produced: model inputs (producer == nullptr) and node outputs. The tensor may be modified
@@ -64,6 +83,12 @@ public:
     int add_hook(value_hook hook, std::set<std::string, std::less<>> values = {});
     void remove_hook(int id);
     void clear_hooks();
+
+    /// Replaces the value quantizers (empty = none). Names must be values of the graph (invalid_argument otherwise);
+    /// values folded to constants are never quantized (as they never reach hooks). Steps whose recipe does not change
+    /// keep their kernels; a change of grids only (same values quantized) updates the programs in place.
+    void set_value_quantizers(value_quantizer_map quantizers);
+    const value_quantizer_map& value_quantizers() const noexcept;
 
     /// Replaces a parameter's value (same shape) and rebuilds the kernels that read it.
     void update_param(const std::string& name, tensor value);

@@ -66,6 +66,10 @@ struct quantsim_options {
     /// QLinearConv, QNN, TFLite) do, when the config leaves bias unquantized.
     bool int32_bias = true;
     int num_threads = 0;  ///< 0 = default_num_threads()
+    /// Simulated forward with activation fake-quant fused into the executor's steps (see docs/quantsim.md, "Speed").
+    /// false: the reference path, a hook that fake-quantizes each value after its (unfused) producing step. Both give
+    /// identical results.
+    bool fused_forward = true;
 };
 
 struct calibration_options {

@@ -7,6 +7,7 @@
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/kernels/math.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/quant/detail/kernels.hpp>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 #pragma GCC target("prefer-vector-width=512")
@@ -55,6 +56,7 @@ const char* pw_name(pw_op op) noexcept {
         case pw_op::ceil: return "ceil";
         case pw_op::gelu: return "gelu";
         case pw_op::softplus: return "softplus";
+        case pw_op::fake_quant: return "fake_quant";
     }
     return "?";
 }
@@ -87,6 +89,7 @@ float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta) {
         case pw_op::ceil: return std::ceil(a);
         case pw_op::gelu: return 0.5f * a * (1.0f + std::erf(a * 0.70710678118654752f));
         case pw_op::softplus: return std::log1p(std::exp(a));
+        case pw_op::fake_quant: return a;  // needs its grid: pw_fake_quant
     }
     return a;
 }
@@ -208,6 +211,89 @@ void pw_apply_binary(pw_op op, const float* a, const float* b, float s, float* d
     }
 }
 
+namespace {
+template <rounding_mode R, scale_arithmetic A>
+void fake_quant_span(const float* a, float* y, std::int64_t n, const pw_quant& fq, std::uint64_t idx0) {
+    // The same grid_value as fake_quant's run kernels, so results are bit-identical to fake_quant_ on the tensor.
+    // Locals and restrict: a store through y must not look like it could change the grid (it blocks vectorizing).
+    const float scale = fq.scale;
+    const std::uint64_t key = fq.key;
+    const detail::const_view<float> v{scale, fq.inv, fq.lo, fq.hi, 0, 0};
+    if (a == y) {
+        float* QUANTSIM_RESTRICT d = y;
+        for (std::int64_t j = 0; j < n; ++j)
+            d[j] = detail::grid_value<R, A, float>(d[j], v, j, key, idx0 + static_cast<std::uint64_t>(j)) * scale;
+        return;
+    }
+    const float* QUANTSIM_RESTRICT s = a;
+    float* QUANTSIM_RESTRICT d = y;
+    for (std::int64_t j = 0; j < n; ++j)
+        d[j] = detail::grid_value<R, A, float>(s[j], v, j, key, idx0 + static_cast<std::uint64_t>(j)) * scale;
+}
+
+// x / s costs a divide per element (the divider's throughput bounds fused fake-quant). For round-to-nearest the
+// quotient only matters up to the rounding: v = x * (1/s) is within |v| * 2^-22 of the correctly rounded x / s
+// (two roundings of 2^-24 each), so whenever v is farther than |v| * 2^-21 from a rounding boundary (k + 1/2) both
+// round, after the clamp to the integer bounds, to the same integer. Blocks with an element inside that band (rare:
+// about |v| * 2^-20 of random values) are recomputed with the division. Results are bit-identical either way.
+template <rounding_mode R>
+bool fake_quant_block_fast(const float* QUANTSIM_RESTRICT x, float* QUANTSIM_RESTRICT y, std::int64_t n,
+                           float scale, float inv, float lo, float hi) {
+    constexpr float magic = 0x1.8p23f;
+    int near_boundary = 0;
+    for (std::int64_t j = 0; j < n; ++j) {
+        float v = x[j] * inv;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        float r = (v + magic) - magic;
+        if constexpr (R == rounding_mode::nearest_away) r = std::fabs(v - r) == 0.5f ? v + (v > 0.0f ? 0.5f : -0.5f) : r;
+        near_boundary |= (0.5f - std::fabs(v - r)) <= std::fabs(v) * 0x1p-21f ? 1 : 0;
+        y[j] = r * scale;
+    }
+    return near_boundary != 0;
+}
+
+template <rounding_mode R>
+void fake_quant_divide_fast(const float* a, float* y, std::int64_t n, const pw_quant& fq, std::uint64_t idx0) {
+    constexpr std::int64_t block = 64;
+    alignas(64) float xb[block];
+    for (std::int64_t b = 0; b < n; b += block) {
+        const std::int64_t m = std::min(block, n - b);
+        const float* x = a + b;
+        if (a == y) {  // in place: keep the inputs for a recompute
+            std::copy_n(x, m, xb);
+            x = xb;
+        }
+        if (fake_quant_block_fast<R>(x, y + b, m, fq.scale, fq.inv, fq.lo, fq.hi))
+            fake_quant_span<R, scale_arithmetic::divide>(x, y + b, m, fq, idx0 + static_cast<std::uint64_t>(b));
+    }
+}
+
+template <rounding_mode R>
+void fake_quant_span_r(const float* a, float* y, std::int64_t n, const pw_quant& fq, std::uint64_t idx0) {
+    if (fq.arithmetic == scale_arithmetic::divide) {
+        // The shortcut needs a normal scale with a finite reciprocal (x * inf would make 0 a NaN).
+        if constexpr (R == rounding_mode::nearest_even || R == rounding_mode::nearest_away)
+            if (std::isfinite(fq.inv) && fq.scale >= 0x1p-100f && fq.inv >= 0x1p-100f)
+                return fake_quant_divide_fast<R>(a, y, n, fq, idx0);
+        fake_quant_span<R, scale_arithmetic::divide>(a, y, n, fq, idx0);
+    } else {
+        fake_quant_span<R, scale_arithmetic::multiply_reciprocal>(a, y, n, fq, idx0);
+    }
+}
+}  // namespace
+
+void pw_fake_quant(const float* a, float* y, std::int64_t n, const pw_quant& fq, std::uint64_t idx0) {
+    switch (fq.rounding) {
+        case rounding_mode::nearest_even: return fake_quant_span_r<rounding_mode::nearest_even>(a, y, n, fq, idx0);
+        case rounding_mode::nearest_away: return fake_quant_span_r<rounding_mode::nearest_away>(a, y, n, fq, idx0);
+        case rounding_mode::floor: return fake_quant_span_r<rounding_mode::floor>(a, y, n, fq, idx0);
+        case rounding_mode::ceil: return fake_quant_span_r<rounding_mode::ceil>(a, y, n, fq, idx0);
+        case rounding_mode::stochastic: return fake_quant_span_r<rounding_mode::stochastic>(a, y, n, fq, idx0);
+    }
+    QUANTSIM_THROW(invalid_argument, "pw_fake_quant: unknown rounding mode ", static_cast<int>(fq.rounding));
+}
+
 int pw_program::add_constant(std::vector<float> values) {
     constants.push_back(std::move(values));
     return static_cast<int>(constants.size()) - 1;
@@ -251,7 +337,16 @@ void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p,
         for (const pw_instr& ins : code) {
             float* dst = ins.dst < 0 ? o : regs + ins.dst * chunk;
             const resolved a = resolve(ins.a, *this, o, regs, inputs, p, q, Q);
-            if (pw_is_binary(ins.op)) {
+            if (ins.op == pw_op::fake_quant) {
+                const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
+                const std::uint64_t idx0 = static_cast<std::uint64_t>(p * Q + q);
+                if (a.ptr) {
+                    pw_fake_quant(a.ptr, dst, n, fq, idx0);
+                } else {
+                    std::fill_n(dst, n, a.value);
+                    pw_fake_quant(dst, dst, n, fq, idx0);
+                }
+            } else if (pw_is_binary(ins.op)) {
                 const resolved b = resolve(ins.b, *this, o, regs, inputs, p, q, Q);
                 if (a.ptr)
                     pw_apply_binary(ins.op, a.ptr, b.ptr, b.value, dst, n, false);

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <quantsim/quant/rounding.hpp>
+
 namespace quantsim {
 
 enum class pw_op : std::uint8_t {
@@ -19,6 +21,9 @@ enum class pw_op : std::uint8_t {
     // unary on a (alpha/beta from the instruction)
     copy, neg, abs, relu, clip, hard_sigmoid, hard_swish, sigmoid, tanh, exp, log, sqrt, reciprocal, erf,
     leaky_relu, floor, ceil, gelu, softplus,
+    /// Per-tensor fake quantization of a (quant_sim's activation quantizers): parameters in pw_program::quants,
+    /// entry b.index (b.kind is none). Exactly the arithmetic of quant/fake_quant.hpp.
+    fake_quant,
 };
 
 bool pw_is_binary(pw_op op) noexcept;
@@ -55,6 +60,19 @@ struct pw_instr {
     float alpha = 0.0f, beta = 0.0f;
 };
 
+/// The per-tensor grid of a fake_quant instruction: y = round(clamp(x / scale, lo, hi)) * scale with lo = qmin - zp,
+/// hi = qmax - zp (float compute: grids of up to 16 bits). Stochastic rounding uses the element's flat index p * Q + q
+/// in the [P, Q] output and `key` = detail::stochastic_key(seed), like fake_quant on the whole tensor.
+struct pw_quant {
+    float scale = 1.0f, inv = 1.0f, lo = 0.0f, hi = 0.0f;
+    rounding_mode rounding = rounding_mode::nearest_even;
+    scale_arithmetic arithmetic = scale_arithmetic::divide;
+    std::uint64_t key = 0;
+};
+
+/// y[i] = fake-quant of a[i] (a may equal y); element i has stochastic index idx0 + i.
+void pw_fake_quant(const float* a, float* y, std::int64_t n, const pw_quant& fq, std::uint64_t idx0);
+
 /// An elementwise program. Registers are scratch rows; `constants` are owned per-channel / per-column vectors.
 class pw_program {
 public:
@@ -63,6 +81,7 @@ public:
 
     std::vector<pw_instr> code;
     std::vector<std::vector<float>> constants;
+    std::vector<pw_quant> quants;  ///< grids of the fake_quant instructions
     int num_registers = 0;
 
     bool empty() const noexcept { return code.empty(); }
