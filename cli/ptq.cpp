@@ -7,6 +7,7 @@
 
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
+#include <quantsim/ptq/pipeline.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 #include "command.hpp"
@@ -20,7 +21,8 @@ using namespace quantsim;
 const char* const ptq_usage =
     "usage: quantsim ptq MODEL.onnx --calib [NAME=]X.npy --out DIR [options]\n"
     "\n"
-    "Places quantizers as the config says, calibrates them on X.npy and writes\n"
+    "Runs the post-training pipeline (optional batch-norm folding, cross-layer equalization, range setting, then\n"
+    "bias correction or AdaRound), places quantizers as the config says, calibrates them on X.npy and writes\n"
     "  DIR/model.onnx             the FP32 model (after any passes)\n"
     "  DIR/model.encodings.json   the encodings, keyed by ONNX tensor names (AIMET format)\n"
     "  DIR/model_qdq.onnx         the model with QuantizeLinear/DequantizeLinear, weights as integers\n"
@@ -37,9 +39,14 @@ const char* const ptq_usage =
     "  --range METHOD          activation range setting: minmax, ema[:C], percentile:P, mse, sqnr (AIMET's\n"
     "                          TF-enhanced), entropy (default minmax)\n"
     "  --param-range METHOD    weight range setting, same choices (default minmax)\n"
+    "  --fold-bn               fold batch norms into the layers before (or after) them\n"
+    "  --cle                   cross-layer equalization with high-bias folding (ReLU6 becomes ReLU)\n"
+    "  --bias-correction M     empirical or analytical (analytical folds batch norms for their statistics)\n"
+    "  --adaround              learn the weight rounding (AdaRound); weights and their encodings are frozen\n"
+    "  --adaround-iters N      AdaRound iterations per layer (default 10000)\n"
     "  --encodings-version V   0.6.1, 1.0.0 or 2.0.0 (default 1.0.0)\n"
     "  --opset N               opset of model_qdq.onnx, 13..21 (default 13; raised to 21 for int4/int16/blocks)\n"
-    "  --eval [NAME=]FILE      also report top-1 accuracy (FP32 and quantized) on these samples\n"
+    "  --eval [NAME=]FILE      also report top-1 accuracy (FP32, and after every step) on these samples\n"
     "  --labels FILE           labels for --eval (.npy, int64 [N])\n"
     "  --batch N               samples per forward pass (default 32)\n"
     "  --threads N             threads (default: all cores)\n"
@@ -64,11 +71,12 @@ std::string json_escape(const std::string& s) {
     return o;
 }
 
-int run_ptq(const std::vector<std::string>& argv) {
+int ptq_command(const std::vector<std::string>& argv) {
     cli::args a(argv,
                 {"--calib", "--out", "--config", "--param-bw", "--act-bw", "--range", "--param-range",
-                 "--encodings-version", "--opset", "--eval", "--labels", "--batch", "--threads", "--workers"},
-                {"--per-channel", "--allow-nonfinite", "--quiet"});
+                 "--encodings-version", "--opset", "--eval", "--labels", "--batch", "--threads", "--workers",
+                 "--bias-correction", "--adaround-iters"},
+                {"--per-channel", "--allow-nonfinite", "--quiet", "--fold-bn", "--cle", "--adaround"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
     if (!out) throw cli::usage_error("missing --out");
@@ -81,7 +89,22 @@ int run_ptq(const std::vector<std::string>& argv) {
     if (a.value("--eval").has_value() != a.value("--labels").has_value())
         throw cli::usage_error("--eval and --labels go together");
 
-    quantsim_options o;
+    ptq_options po;
+    quantsim_options& o = po.sim;
+    po.fold_bn = a.flag("--fold-bn");
+    po.cle = a.flag("--cle");
+    po.adaround = a.flag("--adaround");
+    if (a.value("--adaround-iters") && !po.adaround) throw cli::usage_error("--adaround-iters needs --adaround");
+    po.adaround_opts.iterations = static_cast<int>(a.int_value("--adaround-iters", 10000, 1, 10000000));
+    po.adaround_opts.progress_bar = !quiet;
+    po.adaround_opts.num_threads = static_cast<int>(threads);
+    try {
+        po.bias_correction = parse_bias_correction_method(a.value("--bias-correction").value_or("none"));
+    } catch (const invalid_argument& e) {
+        throw cli::usage_error(e.what());
+    }
+    if (po.adaround && po.bias_correction != bias_correction_method::none)
+        throw cli::usage_error("--bias-correction and --adaround are alternatives: choose one");
     try {
         o.config = load_config(a.value("--config").value_or("default"));
         o.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
@@ -115,37 +138,60 @@ int run_ptq(const std::vector<std::string>& argv) {
 
     std::ostringstream json;
     json << std::setprecision(6) << "{\"model\": \"" << json_escape(model_path) << "\"";
-    if (eval_data) {
+    const auto eval_sim = [&](quant_sim& sim) {
+        return cli::evaluate_top1([&](const std::vector<tensor>& in) { return sim.forward(in); }, *eval_data, labels,
+                                  batch);
+    };
+    const auto eval_fp32 = [&](const graph& m) {
         executor_options eo;
         eo.num_threads = static_cast<int>(threads);
-        executor fp(g, eo);
-        const auto r = cli::evaluate_top1([&](const std::vector<tensor>& in) { return fp.run(in); }, *eval_data, labels,
-                                          batch);
+        executor fp(m, eo);
+        return cli::evaluate_top1([&](const std::vector<tensor>& in) { return fp.run(in); }, *eval_data, labels, batch);
+    };
+    std::ostringstream steps_json;
+    if (eval_data) {
+        const auto r = eval_fp32(g);
         if (!quiet) std::cerr << "FP32 top-1: " << std::fixed << std::setprecision(2) << 100 * r.top1() << "%\n";
         json << ", \"fp32_top1\": " << r.top1();
     }
+    double last_top1 = -1;
+    const std::string wa = "W" + std::to_string(o.param_bitwidth) + "A" + std::to_string(o.activation_bitwidth);
+    const auto on_step = [&](const ptq_step& s, const graph& fp32_model, quant_sim* sim) {
+        if (!quiet) {
+            std::cerr << s.name << ": " << std::fixed << std::setprecision(2) << s.seconds << " s\n";
+            for (const auto& line : s.log) std::cerr << "  " << line << "\n";
+        }
+        steps_json << (steps_json.tellp() > 0 ? ", " : "") << "{\"step\": \"" << s.name
+                   << "\", \"seconds\": " << s.seconds;
+        if (eval_data) {
+            // FP32 steps: the FP32 model's accuracy (changes only where the pass is not exact, e.g. ReLU6 -> ReLU).
+            const auto r = sim ? eval_sim(*sim) : eval_fp32(fp32_model);
+            if (!quiet)
+                std::cerr << "  " << (sim ? wa : std::string("FP32")) << " top-1 after " << s.name << ": " << std::fixed
+                          << std::setprecision(2) << 100 * r.top1() << "%\n";
+            steps_json << ", \"" << (sim ? "quantized_top1" : "fp32_top1") << "\": " << r.top1();
+            if (sim) last_top1 = r.top1();
+        }
+        steps_json << "}";
+    };
 
-    quant_sim sim(g, o);
-    calibration_options co;
-    co.workers = static_cast<int>(workers);
     const auto t0 = std::chrono::steady_clock::now();
-    sim.compute_encodings(calib.batches(batch), co);
-    const double calib_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    po.calibration.workers = static_cast<int>(workers);
+    ptq_result result = run_ptq(std::move(g), calib.batches(batch), po, on_step);
+    const double ptq_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    quant_sim& sim = result.sim;
     std::size_t enabled = 0;
     for (const auto& q : sim.quantizers()) enabled += sim.effective_params(q.name).has_value();
+    double calib_s = 0;
+    for (const auto& s : result.steps)
+        if (s.name == "range_setting") calib_s = s.seconds;
     if (!quiet)
-        std::cerr << "calibrated " << enabled << " quantizers on " << calib.samples << " samples in " << std::fixed
-                  << std::setprecision(2) << calib_s << " s\n";
-    json << ", \"quantizers\": " << enabled << ", \"calibration_seconds\": " << calib_s;
-
-    if (eval_data) {
-        const auto r = cli::evaluate_top1([&](const std::vector<tensor>& in) { return sim.forward(in); }, *eval_data,
-                                          labels, batch);
-        if (!quiet)
-            std::cerr << "W" << o.param_bitwidth << "A" << o.activation_bitwidth << " top-1: " << std::fixed
-                      << std::setprecision(2) << 100 * r.top1() << "%\n";
-        json << ", \"quantized_top1\": " << r.top1();
-    }
+        std::cerr << "calibrated " << enabled << " quantizers on " << calib.samples << " samples; pipeline "
+                  << std::fixed << std::setprecision(2) << ptq_s << " s\n";
+    json << ", \"quantizers\": " << enabled << ", \"calibration_seconds\": " << calib_s
+         << ", \"pipeline_seconds\": " << ptq_s;
+    if (eval_data) json << ", \"quantized_top1\": " << last_top1;
+    json << ", \"steps\": [" << steps_json.str() << "]";
 
     const std::filesystem::path dir(*out);
     std::error_code ec;
@@ -162,4 +208,4 @@ int run_ptq(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-QUANTSIM_CLI_COMMAND(ptq, "post-training quantization: calibrate, write encodings and a QDQ model", ptq_usage, run_ptq);
+QUANTSIM_CLI_COMMAND(ptq, "post-training quantization: calibrate, write encodings and a QDQ model", ptq_usage, ptq_command);
