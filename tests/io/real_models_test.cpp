@@ -34,8 +34,8 @@ std::vector<model_case> cases() {
         {"cls", ocr_dir() / "ch_ppocr_mobile_v2.0_cls_infer.onnx", {2, 3, 48, 192}},
         {"det", ocr_dir() / "ch_PP-OCRv4_det_infer.onnx", {1, 3, 96, 128}},
         {"rec", ocr_dir() / "ch_PP-OCRv4_rec_infer.onnx", {1, 3, 48, 160}},
-        {"resnet18", fs::path(QUANTSIM_SOURCE_DIR) / ".data" / "resnet18.onnx", {1, 3, 224, 224}},
-        {"mobilenet_v2", fs::path(QUANTSIM_SOURCE_DIR) / ".data" / "mobilenet_v2.onnx", {1, 3, 224, 224}},
+        {"resnet18", fs::path(QUANTSIM_SOURCE_DIR) / ".data" / "models" / "resnet18.onnx", {1, 3, 224, 224}},
+        {"mobilenet_v2", fs::path(QUANTSIM_SOURCE_DIR) / ".data" / "models" / "mobilenet_v2.onnx", {1, 3, 224, 224}},
     };
 }
 
