@@ -46,7 +46,7 @@ struct executor_options {
     bool fuse = true;      ///< fuse elementwise chains and BatchNormalization into producers (see above)
     bool profile = false;  ///< time every step (profile(), profile_table())
     /// Fake quantizers by value name (see above); also settable later with set_value_quantizers.
-    value_quantizer_map quantizers;
+    value_quantizer_map quantizers{};
 };
 
 /// Called when a value is produced: model inputs (producer == nullptr) and node outputs. The tensor may be modified
