@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <quantsim/ir/kernels/conv.hpp>
@@ -387,6 +388,117 @@ TEST(pointwise, vectorized_ops_match_scalar_reference) {
         for (std::size_t i = 0; i < 1000; ++i) EXPECT_FLOAT_EQ(out[i], pw_eval_ref(op, b[i], a[i], 0, 0)) << pw_name(op);
         pw_apply_binary(op, b.data(), nullptr, 1.5f, out.data(), 1000, true);  // scalar (op) array
         for (std::size_t i = 0; i < 1000; ++i) EXPECT_FLOAT_EQ(out[i], pw_eval_ref(op, 1.5f, b[i], 0, 0)) << pw_name(op);
+    }
+}
+
+// Bit-identical, NaN matching NaN.
+::testing::AssertionResult same_bits(const float* a, const float* b, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+        if (std::isnan(a[i]) && std::isnan(b[i])) continue;
+        if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0)
+            return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs reference " << b[i];
+    }
+    return ::testing::AssertionSuccess();
+}
+
+TEST(pointwise, program_rows_match_reference_bitwise) {
+    // Random programs over every op and operand kind, rows shorter than, equal to and longer than a vector and a
+    // chunk, values with NaN/inf/signed zeros and exact fake-quant rounding ties: run_row (vectorized) must equal
+    // run_row_reference bit for bit.
+    const pw_op ops[] = {pw_op::add, pw_op::sub, pw_op::mul, pw_op::div, pw_op::min, pw_op::max, pw_op::pow,
+                         pw_op::copy, pw_op::neg, pw_op::abs, pw_op::relu, pw_op::clip, pw_op::hard_sigmoid,
+                         pw_op::hard_swish, pw_op::sigmoid, pw_op::tanh, pw_op::exp, pw_op::log, pw_op::sqrt,
+                         pw_op::reciprocal, pw_op::erf, pw_op::leaky_relu, pw_op::floor, pw_op::ceil, pw_op::gelu,
+                         pw_op::softplus, pw_op::fake_quant, pw_op::fake_quant, pw_op::fake_quant};
+    const rounding_mode modes[] = {rounding_mode::nearest_even, rounding_mode::nearest_away, rounding_mode::floor,
+                                   rounding_mode::ceil, rounding_mode::stochastic};
+    const std::int64_t lengths[] = {1, 7, 16, 17, 36, 144, 256, 300, 529};
+    constexpr std::int64_t P = 5;
+    constexpr int kTrials = 120;
+    for (int trial = 0; trial < kTrials; ++trial) {
+        const unsigned seed = kSeed + 5000 + static_cast<unsigned>(trial);
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937 rng(seed);
+        const std::int64_t Q = lengths[trial % std::size(lengths)];
+        pw_program prog;
+        prog.num_registers = 3;
+        const std::size_t fq_grids = 4;
+        for (std::size_t g = 0; g < fq_grids; ++g) {
+            pw_quant fq;
+            fq.scale = std::uniform_real_distribution<float>(0.01f, 0.4f)(rng);
+            fq.inv = 1.0f / fq.scale;
+            const float zp = static_cast<float>(std::uniform_int_distribution<int>(-20, 20)(rng));
+            fq.lo = -128.0f - zp;
+            fq.hi = 127.0f - zp;
+            fq.rounding = modes[std::uniform_int_distribution<std::size_t>(0, std::size(modes) - 1)(rng)];
+            fq.arithmetic = rng() % 3 == 0 ? scale_arithmetic::multiply_reciprocal : scale_arithmetic::divide;
+            fq.key = rng();
+            prog.quants.push_back(fq);
+        }
+        const int row_const = prog.add_constant(random_floats(P, rng, -2.0f, 2.0f));
+        const int col_const = prog.add_constant(random_floats(static_cast<std::size_t>(Q), rng, -2.0f, 2.0f));
+        auto special = [&](std::vector<float>& v) {
+            const float sp[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                                -std::numeric_limits<float>::infinity(), 0.0f, -0.0f, 1e-30f};
+            for (auto& x : v) {
+                const unsigned r = rng() % 16;
+                if (r == 0) x = sp[rng() % std::size(sp)];
+                else if (r < 4) x = (static_cast<float>(static_cast<int>(rng() % 41) - 20) + 0.5f) * prog.quants[rng() % fq_grids].scale;
+            }
+        };
+        std::vector<float> out0 = random_floats(static_cast<std::size_t>(P * Q), rng, -3.0f, 3.0f);
+        std::vector<float> full = random_floats(out0.size(), rng, -3.0f, 3.0f);
+        std::vector<float> col = random_floats(static_cast<std::size_t>(Q), rng, -3.0f, 3.0f);
+        const std::vector<float> row = random_floats(P, rng, -3.0f, 3.0f);
+        special(out0);
+        special(full);
+        special(col);
+        const float* inputs[] = {full.data(), col.data(), row.data()};
+        auto operand = [&](int written) {
+            pw_operand o;
+            switch (rng() % (written > 0 ? 9 : 7)) {
+                case 0: o = pw_operand::output(); break;
+                case 1: o = pw_operand::scalar(std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng)); break;
+                case 2: o = {pw_operand::kind::const_row, row_const, 0.0f, rng() % 2 ? 0 : 3}; break;
+                case 3: o = {pw_operand::kind::const_col, col_const, 0.0f, 1}; break;
+                case 4: o = {pw_operand::kind::input_full, 0, 0.0f, 1}; break;
+                case 5: o = {pw_operand::kind::input_col, 1, 0.0f, 1}; break;
+                case 6: o = {pw_operand::kind::input_row, 2, 0.0f, rng() % 2 ? 0 : 2}; break;
+                default: o = pw_operand::reg(static_cast<int>(rng() % static_cast<unsigned>(written))); break;
+            }
+            return o;
+        };
+        const int len = 2 + static_cast<int>(rng() % 6);
+        for (int i = 0; i < len; ++i) {
+            pw_instr ins;
+            ins.op = ops[rng() % std::size(ops)];
+            ins.dst = i + 1 == len ? -1 : std::min(i, 2);
+            ins.a = operand(std::min(i, 3));
+            if (ins.op == pw_op::fake_quant) {
+                ins.b = {pw_operand::kind::none, static_cast<int>(rng() % fq_grids), 0.0f, 0};
+            } else if (pw_is_binary(ins.op)) {
+                ins.b = operand(std::min(i, 3));
+            }
+            ins.alpha = ins.op == pw_op::clip ? -1.0f : 0.2f;
+            ins.beta = ins.op == pw_op::clip ? 1.5f : 0.5f;
+            prog.code.push_back(ins);
+        }
+        SCOPED_TRACE("Q " + std::to_string(Q) + " program " + prog.describe());
+        std::vector<float> got = out0, want = out0;
+        // Whole rows, and a row segment starting mid-row (the conv kernels' spatial tiles).
+        for (std::int64_t p = 0; p < P; ++p) {
+            prog.run_row(got.data() + p * Q, inputs, p, 0, Q, Q);
+            prog.run_row_reference(want.data() + p * Q, inputs, p, 0, Q, Q);
+        }
+        ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
+        if (Q > 3) {
+            const std::int64_t q0 = Q / 3, n = Q - Q / 3 - 1;
+            got = out0;
+            want = out0;
+            prog.run_row(got.data() + 2 * Q + q0, inputs, 2, q0, n, Q);
+            prog.run_row_reference(want.data() + 2 * Q + q0, inputs, 2, q0, n, Q);
+            ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q)) << "segment at " << q0;
+        }
     }
 }
 

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <sstream>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/kernels/math.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
@@ -327,7 +331,7 @@ QUANTSIM_ALWAYS_INLINE resolved resolve(const pw_operand& o, const pw_program& p
 
 }  // namespace
 
-void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
+void pw_program::run_row_reference(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
                          std::int64_t len, std::int64_t Q) const {
     alignas(64) float regs[max_registers * chunk];
     for (std::int64_t off = 0; off < len; off += chunk) {
@@ -363,6 +367,268 @@ void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p,
             }
         }
     }
+}
+
+
+#if defined(__AVX512F__)
+namespace {
+
+// The vectorized evaluator: the same instruction sequence per chunk as run_row_reference, but the common ops run as
+// inline 16-lane loops (a masked tail instead of a scalar remainder, no call per instruction), which matters for the
+// short rows (36-144 elements) of late conv layers. Every lane computes exactly what the scalar code computes:
+// comparisons and blends in the scalar expressions' order (NaN behaves the same), IEEE add/mul/div/sqrt, fused
+// multiply-add where the compiler contracts the scalar a * x + b. Ops without a vector form here (transcendentals,
+// pow, stochastic rounding) go through the reference building blocks.
+struct vsrc {
+    const float* ptr = nullptr;  ///< element 0 of the chunk, or nullptr for a broadcast `value`
+    bool bounded = false;        ///< memory that ends at the chunk's end (the tail needs a masked load)
+    float value = 0.0f;
+};
+
+QUANTSIM_ALWAYS_INLINE __m512 vld(const vsrc& s, std::int64_t i) {
+    return s.ptr ? _mm512_loadu_ps(s.ptr + i) : _mm512_set1_ps(s.value);
+}
+QUANTSIM_ALWAYS_INLINE __m512 vld_tail(const vsrc& s, std::int64_t i, __mmask16 m) {
+    if (!s.ptr) return _mm512_set1_ps(s.value);
+    return s.bounded ? _mm512_maskz_loadu_ps(m, s.ptr + i) : _mm512_loadu_ps(s.ptr + i);
+}
+
+/// dst[i] = f(a[i], b[i]) for i < n; dst_bounded: dst is the output (masked tail store), else a padded register.
+template <class F>
+QUANTSIM_ALWAYS_INLINE void vloop(const vsrc& a, const vsrc& b, float* dst, bool dst_bounded, std::int64_t n, F f) {
+    std::int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, f(vld(a, i), vld(b, i)));
+    if (i < n) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+        const __m512 r = f(vld_tail(a, i, m), vld_tail(b, i, m));
+        if (dst_bounded)
+            _mm512_mask_storeu_ps(dst + i, m, r);
+        else
+            _mm512_storeu_ps(dst + i, r);
+    }
+}
+
+QUANTSIM_ALWAYS_INLINE __m512 vsel(__mmask16 m, __m512 if_false, __m512 if_true) {
+    return _mm512_mask_blend_ps(m, if_false, if_true);
+}
+// x < lo ? lo : x, then x > hi ? hi : x (NaN passes through, like the scalar code).
+QUANTSIM_ALWAYS_INLINE __m512 vclamp(__m512 x, __m512 lo, __m512 hi) {
+    x = vsel(_mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), x, lo);
+    return vsel(_mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), x, hi);
+}
+QUANTSIM_ALWAYS_INLINE __m512 vabs(__m512 x) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+}
+
+// detail::round_fast for the deterministic modes, lane by lane.
+template <rounding_mode R>
+QUANTSIM_ALWAYS_INLINE __m512 vround(__m512 v) {
+    const __m512 magic = _mm512_set1_ps(0x1.8p23f);
+    const __m512 r = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    if constexpr (R == rounding_mode::nearest_even) {
+        return r;
+    } else if constexpr (R == rounding_mode::nearest_away) {
+        const __mmask16 tie = _mm512_cmp_ps_mask(vabs(_mm512_sub_ps(v, r)), _mm512_set1_ps(0.5f), _CMP_EQ_OQ);
+        const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512 half = vsel(pos, _mm512_set1_ps(-0.5f), _mm512_set1_ps(0.5f));
+        return vsel(tie, r, _mm512_add_ps(v, half));
+    } else if constexpr (R == rounding_mode::floor) {
+        return vsel(_mm512_cmp_ps_mask(r, v, _CMP_GT_OQ), r, _mm512_sub_ps(r, one));
+    } else {
+        static_assert(R == rounding_mode::ceil);
+        return vsel(_mm512_cmp_ps_mask(r, v, _CMP_LT_OQ), r, _mm512_add_ps(r, one));
+    }
+}
+
+// fake_quant of 16 lanes, bit-identical to pw_fake_quant (deterministic rounding modes).
+template <rounding_mode R, scale_arithmetic A, bool Shortcut>
+QUANTSIM_ALWAYS_INLINE __m512 vfake_quant(__m512 x, __m512 s, __m512 inv, __m512 lo, __m512 hi) {
+    if constexpr (A == scale_arithmetic::multiply_reciprocal) {
+        return _mm512_mul_ps(vround<R>(vclamp(_mm512_mul_ps(x, inv), lo, hi)), s);
+    } else if constexpr (Shortcut) {
+        // The divide-free shortcut of fake_quant_block_fast: lanes near a rounding boundary take the division.
+        const __m512 v = vclamp(_mm512_mul_ps(x, inv), lo, hi);
+        const __m512 r = vround<rounding_mode::nearest_even>(v);
+        const __m512 dist = _mm512_sub_ps(_mm512_set1_ps(0.5f), vabs(_mm512_sub_ps(v, r)));
+        const __mmask16 near = _mm512_cmp_ps_mask(dist, _mm512_mul_ps(vabs(v), _mm512_set1_ps(0x1p-21f)), _CMP_LE_OQ);
+        if (near) [[unlikely]]
+            return _mm512_mul_ps(vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi)), s);
+        return _mm512_mul_ps(R == rounding_mode::nearest_even ? r : vround<R>(v), s);
+    } else {
+        return _mm512_mul_ps(vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi)), s);
+    }
+}
+
+template <rounding_mode R, scale_arithmetic A, bool Shortcut>
+void vfake_quant_loop(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
+    const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
+                 hi = _mm512_set1_ps(fq.hi);
+    vloop(a, a, dst, dst_bounded, n,
+          [&](__m512 x, __m512) { return vfake_quant<R, A, Shortcut>(x, s, inv, lo, hi); });
+}
+
+/// False when the grid needs the reference path (stochastic rounding).
+bool vfake_quant_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
+    using RM = rounding_mode;
+    using SA = scale_arithmetic;
+    const bool divide = fq.arithmetic == SA::divide;
+    const bool shortcut = divide && std::isfinite(fq.inv) && fq.scale >= 0x1p-100f && fq.inv >= 0x1p-100f;
+    switch (fq.rounding) {
+        case RM::nearest_even:
+            if (!divide) vfake_quant_loop<RM::nearest_even, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            else if (shortcut) vfake_quant_loop<RM::nearest_even, SA::divide, true>(a, dst, dst_bounded, n, fq);
+            else vfake_quant_loop<RM::nearest_even, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            return true;
+        case RM::nearest_away:
+            if (!divide) vfake_quant_loop<RM::nearest_away, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            else if (shortcut) vfake_quant_loop<RM::nearest_away, SA::divide, true>(a, dst, dst_bounded, n, fq);
+            else vfake_quant_loop<RM::nearest_away, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            return true;
+        case RM::floor:
+            if (divide) vfake_quant_loop<RM::floor, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            else vfake_quant_loop<RM::floor, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            return true;
+        case RM::ceil:
+            if (divide) vfake_quant_loop<RM::ceil, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            else vfake_quant_loop<RM::ceil, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            return true;
+        case RM::stochastic: return false;
+    }
+    return false;
+}
+
+/// One instruction in vector form; false when the op has none (the caller uses the reference building blocks).
+bool vapply(const pw_instr& ins, const vsrc& a, const vsrc& b, float* dst, bool dst_bounded, std::int64_t n) {
+    const __m512 alpha = _mm512_set1_ps(ins.alpha), beta = _mm512_set1_ps(ins.beta);
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    switch (ins.op) {
+        case pw_op::add: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_add_ps(x, y); }); return true;
+        case pw_op::sub: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_sub_ps(x, y); }); return true;
+        case pw_op::mul: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_mul_ps(x, y); }); return true;
+        case pw_op::div: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_div_ps(x, y); }); return true;
+        // min / max stay on std::fmin / std::fmax (their signed-zero order is the library's).
+        case pw_op::copy: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return x; }); return true;
+        case pw_op::neg:
+            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+                return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)));
+            });
+            return true;
+        case pw_op::abs: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return vabs(x); }); return true;
+        case pw_op::relu:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+                return vsel(_mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), zero, x);
+            });
+            return true;
+        case pw_op::clip:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) { return vclamp(x, alpha, beta); });
+            return true;
+        case pw_op::hard_sigmoid:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+                __m512 y = _mm512_fmadd_ps(alpha, x, beta);
+                y = vsel(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, zero);
+                return vsel(_mm512_cmp_ps_mask(y, one, _CMP_GT_OQ), y, one);
+            });
+            return true;
+        case pw_op::hard_swish:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+                __m512 y = _mm512_fmadd_ps(alpha, x, beta);
+                y = vsel(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, zero);
+                y = vsel(_mm512_cmp_ps_mask(y, one, _CMP_GT_OQ), y, one);
+                return _mm512_mul_ps(x, y);
+            });
+            return true;
+        case pw_op::leaky_relu:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+                return vsel(_mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ), _mm512_mul_ps(alpha, x), x);
+            });
+            return true;
+        case pw_op::reciprocal:
+            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) { return _mm512_div_ps(one, x); });
+            return true;
+        case pw_op::sqrt: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return _mm512_maskz_sqrt_ps(0xFFFF, x); }); return true;
+        case pw_op::floor:
+            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+                return _mm512_maskz_roundscale_ps(0xFFFF, x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+            });
+            return true;
+        case pw_op::ceil:
+            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+                return _mm512_maskz_roundscale_ps(0xFFFF, x, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
+            });
+            return true;
+        default: return false;
+    }
+}
+
+}  // namespace
+#endif
+
+void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
+                         std::int64_t len, std::int64_t Q) const {
+#if defined(__AVX512F__)
+    // Registers carry 16 floats of padding so full-width tail stores into them stay in bounds.
+    alignas(64) float regs[max_registers * (chunk + 16)];
+    constexpr std::int64_t stride = chunk + 16;
+    using K = pw_operand::kind;
+    for (std::int64_t off = 0; off < len; off += chunk) {
+        const std::int64_t n = std::min(chunk, len - off);
+        float* o = out + off;
+        const std::int64_t q = q0 + off;
+        auto src = [&](const pw_operand& op) -> vsrc {
+            switch (op.k) {
+                case K::output: return {o, true, 0.0f};
+                case K::reg: return {regs + op.index * stride, false, 0.0f};
+                case K::scalar: return {nullptr, false, op.value};
+                case K::const_row:
+                    return {nullptr, false, constants[static_cast<std::size_t>(op.index)][static_cast<std::size_t>(op.period > 0 ? p % op.period : p)]};
+                case K::const_col: return {constants[static_cast<std::size_t>(op.index)].data() + q, true, 0.0f};
+                case K::input_full: return {inputs[op.index] + p * Q + q, true, 0.0f};
+                case K::input_row: return {nullptr, false, inputs[op.index][op.period > 0 ? p % op.period : p]};
+                case K::input_col: return {inputs[op.index] + q, true, 0.0f};
+                case K::none: break;
+            }
+            return {nullptr, false, 0.0f};
+        };
+        for (const pw_instr& ins : code) {
+            const bool to_out = ins.dst < 0;
+            float* dst = to_out ? o : regs + ins.dst * stride;
+            const vsrc a = src(ins.a);
+            if (ins.op == pw_op::fake_quant) {
+                const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
+                if (vfake_quant_dispatch(a, dst, to_out, n, fq)) continue;
+                const std::uint64_t idx0 = static_cast<std::uint64_t>(p * Q + q);
+                if (a.ptr) {
+                    pw_fake_quant(a.ptr, dst, n, fq, idx0);
+                } else {
+                    std::fill_n(dst, n, a.value);
+                    pw_fake_quant(dst, dst, n, fq, idx0);
+                }
+                continue;
+            }
+            const bool binary = pw_is_binary(ins.op);
+            const vsrc b = binary ? src(ins.b) : a;
+            if (!a.ptr && !b.ptr) {  // a row-uniform result: computed once, as the reference does
+                float v = a.value;
+                if (binary)
+                    v = pw_eval_ref(ins.op, a.value, b.value, ins.alpha, ins.beta);
+                else
+                    pw_apply_unary(ins.op, &a.value, &v, 1, ins.alpha, ins.beta);
+                std::fill_n(dst, n, v);
+                continue;
+            }
+            if (vapply(ins, a, b, dst, to_out, n)) continue;
+            if (!binary)
+                pw_apply_unary(ins.op, a.ptr, dst, n, ins.alpha, ins.beta);
+            else if (a.ptr)
+                pw_apply_binary(ins.op, a.ptr, b.ptr, b.value, dst, n, false);
+            else
+                pw_apply_binary(ins.op, b.ptr, nullptr, a.value, dst, n, true);
+        }
+    }
+#else
+    run_row_reference(out, inputs, p, q0, len, Q);
+#endif
 }
 
 void pw_program::run(float* out, const float* const* inputs, std::int64_t P, std::int64_t Q) const {

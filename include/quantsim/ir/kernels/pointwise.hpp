@@ -89,8 +89,12 @@ public:
 
     /// Evaluates the program on row p, columns [q0, q0 + len) of the [P, Q] view. `out` points at element
     /// (p, q0) of the output; `inputs[i]` at element 0 of runtime input i.
+    /// With AVX-512 the common ops run as inline 16-lane loops (results bit-identical to run_row_reference).
     void run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0, std::int64_t len,
                  std::int64_t Q) const;
+    /// The plain version: one reference building-block call per instruction and chunk (tests compare against it).
+    void run_row_reference(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
+                           std::int64_t len, std::int64_t Q) const;
 
     /// Evaluates the whole [P, Q] output, in parallel over kernel_threads().
     void run(float* out, const float* const* inputs, std::int64_t P, std::int64_t Q) const;
