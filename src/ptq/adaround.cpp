@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include <quantsim/core/error.hpp>
@@ -19,6 +20,7 @@
 #include <quantsim/ir/kernels/gemm.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ptq/detail/adaround_math.hpp>
+#include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/layout.hpp>
 
 namespace quantsim {
@@ -301,43 +303,159 @@ struct layer_data {
     std::int64_t ohw() const { return oh * ow; }
 };
 
-// Restores the activation quantizers a guard turned off.
-struct activation_quantizers_off {
-    quant_sim* sim = nullptr;
-    std::vector<std::string> names;
-    explicit activation_quantizers_off(quant_sim& s) : sim(&s) {
-        for (auto& q : s.quantizers())
-            if (q.kind == quantizer_kind::activation && q.enabled) names.push_back(q.name), q.enabled = false;
+// Runs a graph in segments of consecutive nodes (graph order), keeping between segments only the values that later
+// nodes read (or that the caller asks to keep). Over all layers every node runs once per batch, instead of one
+// whole forward pass per layer. The simulated runner fake-quantizes parameters and activations as quant_sim does.
+class segment_runner {
+public:
+    // sim == nullptr: the FP32 graph `fp`. Otherwise the sim's current model, weights fake-quantized, and (with
+    // act_quant) activation quantizers applied to the values the segments produce and to the model inputs.
+    segment_runner(const graph* fp, quant_sim* sim, bool act_quant, int threads,
+                   const std::vector<std::vector<tensor>>& batches)
+        : fp_(fp), sim_(sim), act_quant_(act_quant), threads_(threads) {
+        const graph& g = src();
+        for (std::size_t i = 0; i < g.nodes.size(); ++i)
+            for (const auto& in : g.nodes[i].inputs)
+                if (!in.empty()) last_use_[in] = i;
+        states_.resize(batches.size());
+        for (std::size_t b = 0; b < batches.size(); ++b)
+            for (std::size_t i = 0; i < batches[b].size(); ++i) {
+                const std::string& name = g.inputs[i].name;
+                tensor t = batches[b][i];
+                if (sim_ && act_quant_ && t.type() == dtype::float32) {
+                    const quantizer* q = sim_->find(name);
+                    if (q && q->kind == quantizer_kind::activation)
+                        if (auto p = sim_->effective_params(name)) t = fake_quant(t, *p, q->options);
+                }
+                states_[b][name] = std::move(t);
+            }
     }
-    ~activation_quantizers_off() {
-        for (const auto& n : names) sim->set_enabled(n, true);
+
+    // Runs nodes [cursor, last] on every batch; afterwards holds the values read by nodes after `last` and `keep`.
+    void advance(std::ptrdiff_t last, const std::vector<std::string>& keep) {
+        const std::size_t end = std::max(cursor_, last < 0 ? std::size_t{0} : static_cast<std::size_t>(last) + 1);
+        if (end > cursor_) run_segment(src(), end, keep);
+        for (auto& st : states_)
+            for (auto it = st.begin(); it != st.end();) {
+                const auto lu = last_use_.find(it->first);
+                const bool later = lu != last_use_.end() && lu->second >= end;
+                if (!later && std::find(keep.begin(), keep.end(), it->first) == keep.end())
+                    it = st.erase(it);
+                else
+                    ++it;
+            }
     }
-    activation_quantizers_off(const activation_quantizers_off&) = delete;
-    activation_quantizers_off& operator=(const activation_quantizers_off&) = delete;
+
+    std::size_t batches() const { return states_.size(); }
+    const tensor& value(std::size_t b, const std::string& name) const {
+        auto it = states_[b].find(name);
+        if (it == states_[b].end()) QUANTSIM_THROW(graph_error, "adaround: value '", name, "' was not computed");
+        return it->second;
+    }
+
+private:
+    const graph& src() const { return sim_ ? sim_->model() : *fp_; }
+
+    void run_segment(const graph& g, std::size_t end, const std::vector<std::string>& keep) {
+        graph seg;
+        seg.name = g.name + "_segment";
+        seg.opset = g.opset;
+        seg.domain_opsets = g.domain_opsets;
+        std::set<std::string, std::less<>> produced, inputs, hooked;
+        for (std::size_t i = cursor_; i < end; ++i) {
+            const node& n = g.nodes[i];
+            for (const auto& in : n.inputs) {
+                if (in.empty() || produced.count(in) || inputs.count(in) || seg.params.count(in)) continue;
+                if (auto pit = g.params.find(in); pit != g.params.end()) {
+                    tensor w = pit->second;
+                    if (sim_ && w.type() == dtype::float32) {
+                        const quantizer* q = sim_->find(in);
+                        if (q && q->kind == quantizer_kind::param)
+                            if (auto p = sim_->effective_params(in)) w = fake_quant(w, *p, q->options);
+                    }
+                    seg.params.emplace(in, std::move(w));
+                    continue;
+                }
+                if (states_.empty() || !states_[0].count(in))
+                    QUANTSIM_THROW(graph_error, "adaround: ", n.describe(), " reads '", in, "', which is not available");
+                inputs.insert(in);
+                value_info vi;
+                if (const value_info* gi = g.info(in)) vi = *gi;
+                const tensor& t = states_[0].at(in);
+                vi.name = in;
+                vi.type = t.type();
+                vi.shape = t.shape();
+                if (!vi.shape.empty()) vi.shape[0] = -1;
+                vi.dim_params.clear();
+                vi.shape_known = true;
+                seg.inputs.push_back(std::move(vi));
+            }
+            for (const auto& out : n.outputs) {
+                if (out.empty()) continue;
+                produced.insert(out);
+                if (auto it = g.value_infos.find(out); it != g.value_infos.end()) seg.value_infos.emplace(out, it->second);
+                if (sim_ && act_quant_) {
+                    const quantizer* q = sim_->find(out);
+                    if (q && q->kind == quantizer_kind::activation && sim_->effective_params(out)) hooked.insert(out);
+                }
+            }
+            seg.nodes.push_back(n);
+        }
+        std::vector<std::string> fetch;
+        for (const auto& v : produced) {
+            const auto lu = last_use_.find(v);
+            if ((lu != last_use_.end() && lu->second >= end) || std::find(keep.begin(), keep.end(), v) != keep.end()) {
+                fetch.push_back(v);
+                value_info vi;
+                if (const value_info* gi = g.info(v)) vi = *gi;
+                vi.name = v;
+                seg.outputs.push_back(std::move(vi));
+            }
+        }
+        cursor_ = end;
+        if (fetch.empty()) return;
+        executor_options eo;
+        eo.num_threads = threads_;
+        executor ex(std::move(seg), eo);
+        if (!hooked.empty()) {
+            std::map<std::string, std::pair<quant_params, quant_options>, std::less<>> table;
+            for (const auto& h : hooked) {
+                quant_options qo = sim_->find(h)->options;
+                if (qo.num_threads == 0) qo.num_threads = threads_;
+                table.emplace(h, std::make_pair(*sim_->effective_params(h), qo));
+            }
+            auto shared = std::make_shared<decltype(table)>(std::move(table));
+            ex.add_hook(
+                [shared](std::string_view name, const node* producer, tensor& value) {
+                    if (!producer || value.type() != dtype::float32) return;  // segment inputs are quantized already
+                    auto it = shared->find(name);
+                    if (it != shared->end()) fake_quant_(value, it->second.first, it->second.second);
+                },
+                hooked);
+        }
+        for (auto& st : states_) {
+            std::map<std::string, tensor> feeds;
+            for (const auto& in : inputs) feeds.emplace(in, st.at(in));
+            auto out = ex.run(feeds, fetch);
+            for (auto& [k, v] : out) st[k] = std::move(v);
+        }
+    }
+
+    const graph* fp_;
+    quant_sim* sim_;
+    bool act_quant_;
+    int threads_;
+    std::size_t cursor_ = 0;
+    std::map<std::string, std::size_t, std::less<>> last_use_;
+    std::vector<std::map<std::string, tensor>> states_;
 };
 
-layer_data collect(const layer_spec& L, quant_sim& sim, executor& fp, const std::vector<std::vector<tensor>>& batches,
-                   const std::vector<std::string>& input_names, const adaround_options& o) {
+layer_data collect(const layer_spec& L, const segment_runner& xs, const segment_runner& ys, const adaround_options& o) {
     layer_data d;
-    std::size_t used = 0;
-    for (std::size_t bi = 0; bi < batches.size(); ++bi) {
-        const auto& batch = batches[bi];
-        std::int64_t bn = batch.empty() || batch[0].rank() == 0 ? 1 : batch[0].dim(0);
-        if (o.max_samples > 0) {
-            if (used >= o.max_samples) break;
-            bn = std::min<std::int64_t>(bn, static_cast<std::int64_t>(o.max_samples - used));
-        }
-        std::map<std::string, tensor> feeds;
-        for (std::size_t i = 0; i < batch.size() && i < input_names.size(); ++i)
-            feeds[input_names[i]] = (batch[i].rank() > 0 && batch[i].dim(0) != bn) ? batch[i].slice(0, bn) : batch[i];
-        tensor xin, yout;
-        if (o.quantized_inputs) {
-            xin = sim.sim_executor().run(feeds, {L.input}).at(L.input);
-            yout = fp.run(feeds, {L.output}).at(L.output);
-        } else {
-            auto r = fp.run(feeds, {L.input, L.output});
-            xin = r.at(L.input), yout = r.at(L.output);
-        }
+    for (std::size_t bi = 0; bi < xs.batches(); ++bi) {
+        tensor xin = xs.value(bi, L.input);
+        const tensor& yout = ys.value(bi, L.output);
+        const std::int64_t bn = xin.rank() > 0 ? xin.dim(0) : 1;
         if (xin.type() != dtype::float32 || yout.type() != dtype::float32)
             QUANTSIM_THROW(unsupported_error, "adaround: layer '", L.node_name, "' has non-float32 input or output");
         if (L.conv) {
@@ -375,7 +493,6 @@ layer_data collect(const layer_spec& L, quant_sim& sim, executor& fp, const std:
         if (xin.defined()) d.x.insert(d.x.end(), xin.f32(), xin.f32() + xin.numel());
         d.y.insert(d.y.end(), yout.f32(), yout.f32() + yout.numel());
         d.samples += bn;
-        used += static_cast<std::size_t>(bn);
         if ((d.x.size() + d.y.size()) * sizeof(float) >= o.max_cache_bytes) break;
     }
     if (d.samples == 0) QUANTSIM_THROW(calibration_error, "adaround: no calibration samples for layer '", L.node_name, "'");
@@ -502,14 +619,19 @@ public:
                     float& t = target_at(L_, d_, c, col);
                     t = L_.act.f(affine(c, t));
                 }
-            batch_ = o_.positions_per_iteration > 0 ? std::min(o_.positions_per_iteration, d_.positions) : d_.positions;
+            // Sampled batches are whole output rows (see run()): a multiple of the row length.
+            const std::int64_t run = L_.conv ? d_.ow : 1;
+            batch_ = o_.positions_per_iteration > 0
+                         ? std::max<std::int64_t>(1, (o_.positions_per_iteration + run / 2) / run) * run
+                         : d_.positions;
+            batch_ = std::min(batch_, d_.positions);
             full_batch_ = batch_ == d_.positions;
             cols_.resize(static_cast<std::size_t>(batch_));
             xbuf_.resize(static_cast<std::size_t>(L_.groups * kin_ * batch_));
             tbuf_.resize(static_cast<std::size_t>(L_.cout * batch_));
             if (full_batch_) {
                 for (std::int64_t j = 0; j < batch_; ++j) cols_[static_cast<std::size_t>(j)] = j;
-                gather(cols_, batch_, xbuf_, tbuf_);
+                gather(cols_, batch_, xbuf_, tbuf_, L_.conv ? d_.ow : 1);
             }
             // Fixed evaluation positions for the reported MSE.
             const std::int64_t ne = std::min<std::int64_t>(d_.positions, std::max<std::int64_t>(1, o_.eval_positions));
@@ -536,8 +658,15 @@ public:
             const float reg = sched.regularize(it) ? o_.reg_param : 0.0f;
             const auto adam = detail::adam_coefficients::at(o_.learning_rate, it + 1);
             if (!exact_ && !full_batch_) {
-                for (auto& c : cols_) c = static_cast<std::int64_t>(rng_.next() % static_cast<std::uint64_t>(d_.positions));
-                gather(cols_, batch_, xbuf_, tbuf_);
+                // Whole output rows at random (image, row): the columns of a row read consecutive input memory,
+                // where single random positions would each miss the cache (the cached inputs are ~100 MB).
+                const std::int64_t run = L_.conv ? d_.ow : 1;
+                const std::uint64_t rows = static_cast<std::uint64_t>(d_.positions / run);
+                for (std::int64_t j = 0; j < batch_; j += run) {
+                    const std::int64_t r0 = static_cast<std::int64_t>(rng_.next() % rows) * run;
+                    for (std::int64_t i = 0; i < run; ++i) cols_[static_cast<std::size_t>(j + i)] = r0 + i;
+                }
+                gather(cols_, batch_, xbuf_, tbuf_, L_.conv ? d_.ow : 1);
             }
             detail::parallel_for(static_cast<std::int64_t>(tasks_.size()), [&](std::int64_t ti) {
                 task_loss[static_cast<std::size_t>(ti)] =
@@ -607,20 +736,86 @@ private:
         return rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] * z + L_.aff_b[static_cast<std::size_t>(c)] : z;
     }
 
-    void gather(const std::vector<std::int64_t>& cols, std::int64_t ncols, std::vector<float>& xb, std::vector<float>& tb) {
-        constexpr std::int64_t chunk = 256;
-        const std::int64_t nchunks = (ncols + chunk - 1) / chunk;
-        const std::int64_t xtasks = L_.groups * nchunks;
-        detail::parallel_for(xtasks + nchunks, [&](std::int64_t t) {
-            const std::int64_t ch = t < xtasks ? t % nchunks : t - xtasks;
-            const std::int64_t j0 = ch * chunk, j1 = std::min(ncols, j0 + chunk);
-            if (t < xtasks) {
-                const std::int64_t g = t / nchunks;
-                gather_columns(L_, d_, g, cols.data() + j0, j1 - j0, xb.data() + g * kin_ * ncols + j0, ncols);
+    // run > 1: the columns are whole output rows of `run` (= OW) consecutive positions each.
+    void gather(const std::vector<std::int64_t>& cols, std::int64_t ncols, std::vector<float>& xb, std::vector<float>& tb,
+                std::int64_t run = 1) {
+        // Per-column offsets once, then each group's rows read them (depthwise layers have hundreds of groups).
+        desc_.resize(static_cast<std::size_t>(ncols));
+        const std::int64_t ohw = d_.ohw(), hw = d_.h * d_.w;
+        for (std::int64_t j = 0; j < ncols; ++j) {
+            const std::int64_t col = cols[static_cast<std::size_t>(j)];
+            auto& dc = desc_[static_cast<std::size_t>(j)];
+            if (L_.conv) {
+                const std::int64_t n = col / ohw, r = col % ohw;
+                dc = {n * d_.cin * hw, (r / d_.ow) * L_.sh - L_.pad_h, (r % d_.ow) * L_.sw - L_.pad_w, n * L_.cout * ohw + r};
             } else {
-                for (std::int64_t c = 0; c < L_.cout; ++c)
-                    for (std::int64_t j = j0; j < j1; ++j)
-                        tb[static_cast<std::size_t>(c * ncols + j)] = target_at(L_, d_, c, cols[static_cast<std::size_t>(j)]);
+                dc = {col * L_.k, 0, 0, col * L_.cout};
+            }
+        }
+        const std::int64_t ystride = L_.conv ? ohw : 1;
+        const std::int64_t cgin = L_.conv ? d_.cin / L_.groups : 0;
+        const std::int64_t tasks = L_.groups + 1;
+        detail::parallel_for(tasks, [&](std::int64_t t) {
+            if (t == L_.groups) {
+                for (std::int64_t c = 0; c < L_.cout; ++c) {
+                    float* out = tb.data() + c * ncols;
+                    for (std::int64_t j = 0; j < ncols; ++j) out[j] = d_.y[static_cast<std::size_t>(desc_[static_cast<std::size_t>(j)].yoff + c * ystride)];
+                }
+                return;
+            }
+            float* out = xb.data() + t * kin_ * ncols;
+            if (!L_.conv) {
+                for (std::int64_t j = 0; j < ncols; ++j) {
+                    const float* src = d_.x.data() + desc_[static_cast<std::size_t>(j)].xoff;
+                    for (std::int64_t kk = 0; kk < kin_; ++kk) out[kk * ncols + j] = src[kk];
+                }
+                return;
+            }
+            if (run > 1) {  // whole output rows: strided copies with the padding worked out per row
+                for (std::int64_t j0 = 0; j0 < ncols; j0 += run) {
+                    const auto& dc = desc_[static_cast<std::size_t>(j0)];
+                    std::int64_t kk = 0;
+                    for (std::int64_t ci = 0; ci < cgin; ++ci) {
+                        const float* plane = d_.x.data() + dc.xoff + (t * cgin + ci) * hw;
+                        for (std::int64_t a = 0; a < L_.kh; ++a) {
+                            const std::int64_t ih = dc.ih0 + a * L_.dh;
+                            for (std::int64_t b = 0; b < L_.kw; ++b, ++kk) {
+                                float* o = out + kk * ncols + j0;
+                                if (ih < 0 || ih >= d_.h) {
+                                    std::fill(o, o + run, 0.0f);
+                                    continue;
+                                }
+                                const float* row = plane + ih * d_.w;
+                                const std::int64_t iw0 = dc.iw0 + b * L_.dw;  // input column of output column 0
+                                // Output columns i with 0 <= iw0 + i * sw < W.
+                                const std::int64_t lo = iw0 >= 0 ? 0 : std::min(run, (-iw0 + L_.sw - 1) / L_.sw);
+                                const std::int64_t hi =
+                                    iw0 >= d_.w ? 0 : std::min(run, (d_.w - 1 - iw0) / L_.sw + 1);
+                                std::int64_t i = 0;
+                                for (; i < lo; ++i) o[i] = 0.0f;
+                                if (L_.sw == 1)
+                                    for (; i < hi; ++i) o[i] = row[iw0 + i];
+                                else
+                                    for (; i < hi; ++i) o[i] = row[iw0 + i * L_.sw];
+                                for (i = std::max(i, lo); i < run; ++i) o[i] = 0.0f;
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            std::int64_t kk = 0;
+            for (std::int64_t ci = 0; ci < cgin; ++ci) {
+                const float* plane = d_.x.data() + (t * cgin + ci) * hw;
+                for (std::int64_t a = 0; a < L_.kh; ++a)
+                    for (std::int64_t b = 0; b < L_.kw; ++b, ++kk) {
+                        float* o = out + kk * ncols;
+                        for (std::int64_t j = 0; j < ncols; ++j) {
+                            const auto& dc = desc_[static_cast<std::size_t>(j)];
+                            const std::int64_t ih = dc.ih0 + a * L_.dh, iw = dc.iw0 + b * L_.dw;
+                            o[j] = (ih >= 0 && ih < d_.h && iw >= 0 && iw < d_.w) ? plane[dc.xoff + ih * d_.w + iw] : 0.0f;
+                        }
+                    }
             }
         });
     }
@@ -657,6 +852,44 @@ private:
         return b;
     }
 
+    // z (R x P pre-activation, no bias) becomes dLoss/dz; returns the summed squared residual.
+    template <act_kind Kind>
+    double residuals(const row_task& t, float* zb, std::int64_t P) const {
+        activation_fn f = L_.act;
+        f.kind = Kind;  // a compile-time kind lets the loop below vectorize
+        const float scale = 2.0f / static_cast<float>(P);
+        double loss = 0;
+        for (std::int64_t r = 0; r < t.r1 - t.r0; ++r) {
+            const std::int64_t c = t.r0 + r;
+            const float bias = L_.bias[static_cast<std::size_t>(c)];
+            const float a = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
+            const float bb = rows_affine_ ? L_.aff_b[static_cast<std::size_t>(c)] : 0.0f;
+            float* z = zb + r * P;
+            const float* tg = tbuf_.data() + c * P;
+            float lr = 0;
+            for (std::int64_t j = 0; j < P; ++j) {
+                const float u = a * (z[j] + bias) + bb;
+                float y, dy;
+                if constexpr (Kind == act_kind::none) {
+                    y = u, dy = 1;
+                } else if constexpr (Kind == act_kind::clip) {
+                    y = std::min(std::max(u, f.lo), f.hi), dy = (u > f.lo && u < f.hi) ? 1.0f : 0.0f;
+                } else if constexpr (Kind == act_kind::hard_swish) {
+                    const float v = u + f.add;
+                    const float cl = std::min(std::max(v, f.lo), f.hi);
+                    y = u * cl * f.mul, dy = (cl + ((v > f.lo && v < f.hi) ? u : 0.0f)) * f.mul;
+                } else {
+                    y = f.f(u), dy = f.df(u);
+                }
+                const float diff = y - tg[j];
+                lr += diff * diff;
+                z[j] = scale * diff * dy * a;
+            }
+            loss += lr;
+        }
+        return loss;
+    }
+
     double step_sampled(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam) {
         const std::int64_t R = t.r1 - t.r0, P = batch_;
         auto& b = bufs();
@@ -666,26 +899,41 @@ private:
         b.z.resize(static_cast<std::size_t>(R * P));
         soft_weights(t.r0, t.r1, b.wt.data(), b.hb.data());
         const float* x = xbuf_.data() + t.g * kin_ * P;
-        gemm(false, false, R, P, kin_, 1.0f, b.wt.data(), kin_, x, P, 0.0f, b.z.data(), P);
-        double loss = 0;
-        const float scale = 2.0f / static_cast<float>(P);
-        for (std::int64_t r = 0; r < R; ++r) {
-            const std::int64_t c = t.r0 + r;
-            const float bias = L_.bias[static_cast<std::size_t>(c)];
-            const float a = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
-            const float bb = rows_affine_ ? L_.aff_b[static_cast<std::size_t>(c)] : 0.0f;
-            float* z = b.z.data() + r * P;
-            const float* tg = tbuf_.data() + c * P;
-            double lr = 0;
-            for (std::int64_t j = 0; j < P; ++j) {
-                const float u = a * (z[j] + bias) + bb;
-                const float diff = L_.act.f(u) - tg[j];
-                lr += static_cast<double>(diff) * diff;
-                z[j] = scale * diff * L_.act.df(u) * a;
+        const bool small = R < 4;  // the packed GEMM does not pay off for one or two rows (depthwise layers)
+        if (small) {
+            for (std::int64_t r = 0; r < R; ++r) {
+                float* z = b.z.data() + r * P;
+                std::fill(z, z + P, 0.0f);
+                for (std::int64_t kk = 0; kk < kin_; ++kk) {
+                    const float wv = b.wt[static_cast<std::size_t>(r * kin_ + kk)];
+                    const float* xr = x + kk * P;
+                    for (std::int64_t j = 0; j < P; ++j) z[j] += wv * xr[j];
+                }
             }
-            loss += lr;
+        } else {
+            gemm(false, false, R, P, kin_, 1.0f, b.wt.data(), kin_, x, P, 0.0f, b.z.data(), P);
         }
-        gemm(false, true, R, kin_, P, 1.0f, b.z.data(), P, x, P, 0.0f, b.gw.data(), kin_);
+        double loss = 0;
+        switch (L_.act.kind) {
+            case act_kind::none: loss = residuals<act_kind::none>(t, b.z.data(), P); break;
+            case act_kind::clip: loss = residuals<act_kind::clip>(t, b.z.data(), P); break;
+            case act_kind::leaky_relu: loss = residuals<act_kind::leaky_relu>(t, b.z.data(), P); break;
+            case act_kind::hard_sigmoid: loss = residuals<act_kind::hard_sigmoid>(t, b.z.data(), P); break;
+            case act_kind::hard_swish: loss = residuals<act_kind::hard_swish>(t, b.z.data(), P); break;
+        }
+        if (small) {
+            for (std::int64_t r = 0; r < R; ++r) {
+                const float* z = b.z.data() + r * P;
+                for (std::int64_t kk = 0; kk < kin_; ++kk) {
+                    const float* xr = x + kk * P;
+                    float acc = 0;
+                    for (std::int64_t j = 0; j < P; ++j) acc += z[j] * xr[j];
+                    b.gw[static_cast<std::size_t>(r * kin_ + kk)] = acc;
+                }
+            }
+        } else {
+            gemm(false, true, R, kin_, P, 1.0f, b.z.data(), P, x, P, 0.0f, b.gw.data(), kin_);
+        }
         update(t.r0, t.r1, b.gw.data(), b.hb.data(), reg, beta, adam);
         return loss / static_cast<double>(P);
     }
@@ -778,6 +1026,10 @@ private:
     bool rows_affine_ = false, exact_ = false, full_batch_ = false;
     std::vector<float> s_, b0_, lo_, hi_, v_, m_, a2_, near_;
     std::vector<row_task> tasks_;
+    struct col_desc {
+        std::int64_t xoff, ih0, iw0, yoff;
+    };
+    std::vector<col_desc> desc_;
     // sampled
     std::int64_t batch_ = 0;
     std::vector<std::int64_t> cols_, eval_cols_;
@@ -871,19 +1123,29 @@ adaround_report adaround(quant_sim& sim, const std::vector<std::vector<tensor>>&
     for (const auto& L : layers) missing = missing || !sim.effective_params(L.weight);
     if (missing) sim.compute_param_encodings();
 
-    std::vector<std::string> input_names;
-    for (const auto& in : sim.model().inputs) input_names.push_back(in.name);
     for (const auto& b : batches)
-        if (b.size() != input_names.size())
+        if (b.size() != sim.model().inputs.size())
             QUANTSIM_THROW(invalid_argument, "adaround: a batch has ", b.size(), " inputs, the model has ",
-                           input_names.size());
+                           sim.model().inputs.size());
+    // The samples used: the first max_samples of the batches.
+    std::vector<std::vector<tensor>> used;
+    std::size_t count = 0;
+    for (const auto& b : batches) {
+        if (o.max_samples > 0 && count >= o.max_samples) break;
+        std::int64_t n = b.empty() || b[0].rank() == 0 ? 1 : b[0].dim(0);
+        if (n == 0) continue;
+        if (o.max_samples > 0) n = std::min<std::int64_t>(n, static_cast<std::int64_t>(o.max_samples - count));
+        std::vector<tensor> s;
+        for (const auto& t : b) s.push_back(t.rank() > 0 && t.dim(0) != n ? t.slice(0, n) : t);
+        used.push_back(std::move(s));
+        count += static_cast<std::size_t>(n);
+    }
 
     // Targets come from the FP32 model as it is now (before any weight is replaced).
-    executor_options eo;
-    eo.num_threads = threads;
-    executor fp(sim.model(), eo);
-    std::optional<activation_quantizers_off> act_off;
-    if (o.quantized_inputs && !o.input_activation_quantizers) act_off.emplace(sim);
+    const graph fp_graph = sim.model();
+    segment_runner fp_run(&fp_graph, nullptr, false, threads, used);
+    std::optional<segment_runner> q_run;
+    if (o.quantized_inputs) q_run.emplace(nullptr, &sim, o.input_activation_quantizers, threads, used);
 
     progress_bar bar(o.progress_bar);
     for (std::size_t li = 0; li < layers.size(); ++li) {
@@ -895,7 +1157,14 @@ adaround_report adaround(quant_sim& sim, const std::vector<std::vector<tensor>>&
             continue;
         }
         const tensor w = sim.model().params.at(L.weight);
-        layer_data d = collect(L, sim, fp, batches, input_names, o);
+        const std::ptrdiff_t px = fp_graph.producer(L.input), py = fp_graph.producer(L.output);
+        if (q_run) {
+            q_run->advance(px, {L.input});
+            fp_run.advance(py, {L.output});
+        } else {
+            fp_run.advance(std::max(px, py), {L.input, L.output});
+        }
+        layer_data d = collect(L, q_run ? *q_run : fp_run, fp_run, o);
         if (L.conv) resolve_pads(L, d);
 
         layer_optimizer opt(L, d, *params, w.shape(), w, o, o.seed ^ (0x9E3779B97F4A7C15ull * (li + 1)));
