@@ -413,8 +413,8 @@ TEST(pointwise, program_rows_match_reference_bitwise) {
     const rounding_mode modes[] = {rounding_mode::nearest_even, rounding_mode::nearest_away, rounding_mode::floor,
                                    rounding_mode::ceil, rounding_mode::stochastic};
     const std::int64_t lengths[] = {1, 7, 16, 17, 36, 144, 256, 300, 529};
-    constexpr std::int64_t P = 5;
-    constexpr int kTrials = 120;
+    constexpr std::int64_t P = 7;
+    constexpr int kTrials = 160;
     for (int trial = 0; trial < kTrials; ++trial) {
         const unsigned seed = kSeed + 5000 + static_cast<unsigned>(trial);
         SCOPED_TRACE("seed " + std::to_string(seed));
@@ -498,6 +498,19 @@ TEST(pointwise, program_rows_match_reference_bitwise) {
             prog.run_row(got.data() + 2 * Q + q0, inputs, 2, q0, n, Q);
             prog.run_row_reference(want.data() + 2 * Q + q0, inputs, 2, q0, n, Q);
             ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q)) << "segment at " << q0;
+        }
+        // A span over several rows, starting and ending mid-row (the conv kernels' whole-tile epilogues).
+        {
+            const std::int64_t first = Q / 2, last = P * Q - (Q + 1) / 3;
+            got = out0;
+            want = out0;
+            prog.run_span(got.data() + first, inputs, first, last - first, Q);
+            for (std::int64_t e = first; e < last;) {
+                const std::int64_t m = std::min(last - e, Q - e % Q);
+                prog.run_row_reference(want.data() + e, inputs, e / Q, e % Q, m, Q);
+                e += m;
+            }
+            ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q)) << "span [" << first << ", " << last << ")";
         }
     }
 }

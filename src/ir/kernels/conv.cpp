@@ -320,9 +320,7 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
                                     detail::gemm_packed(r, nc, kc, a, b + kb * Q + j0, Q, cdst, ldc, e);
                                 },
                                 yn, Q, bias_.data() + m0, ep.lo, ep.hi);
-                if (ep.program)
-                    for (std::int64_t m = 0; m < rows_m; ++m)
-                        ep.program->run_row(yn + m * Q, ep.inputs, n * M + m0 + m, 0, Q, Q);
+                if (ep.program) ep.program->run_span(yn, ep.inputs, (n * M + m0) * Q, rows_m * Q, Q);
             }
         });
         return;
@@ -365,9 +363,13 @@ void conv2d_kernel::run_gemm(std::int64_t batch, std::int64_t h, std::int64_t w,
             detail::gemm_packed(mg, len, kdim_, ap, b, ldb, y + (n * M + grp * mg) * Q + q0,
                                 Q, gep);
         }
-        if (ep.program)
-            for (std::int64_t m = 0; m < M; ++m)
-                ep.program->run_row(y + (n * M + m) * Q + q0, ep.inputs, n * M + m, q0, len, Q);
+        if (ep.program) {
+            if (len == Q)  // the tile is whole rows: one span (short rows share the program's passes)
+                ep.program->run_span(y + n * M * Q, ep.inputs, n * M * Q, M * Q, Q);
+            else
+                for (std::int64_t m = 0; m < M; ++m)
+                    ep.program->run_row(y + (n * M + m) * Q + q0, ep.inputs, n * M + m, q0, len, Q);
+        }
     });
 }
 
@@ -434,8 +436,7 @@ void conv2d_kernel::run_indirect(std::int64_t batch, std::int64_t h, std::int64_
                         std::memcpy(dst, cbuf + m * Qp + oy * pw, static_cast<std::size_t>(ow) * sizeof(float));
                     }
                 if (ep.program)
-                    for (std::int64_t m = 0; m < rows_m; ++m)
-                        ep.program->run_row(y + (n * M + m0 + m) * Q, ep.inputs, n * M + m0 + m, 0, Q, Q);
+                    ep.program->run_span(y + (n * M + m0) * Q, ep.inputs, (n * M + m0) * Q, rows_m * Q, Q);
             }
         });
         return;
@@ -601,7 +602,7 @@ void conv2d_kernel::run_depthwise(std::int64_t batch, std::int64_t h, std::int64
         else if (kh == 5 && sw == 2) fast = dw_row_avx512<5, 2>;
     }
 #endif
-    detail::parallel_for(batch * C, [&](std::int64_t t) {
+    const auto plane = [&](std::int64_t t) {
         const std::int64_t c = t % C;
         const float* xp = x + t * h * w;
         float* yp = y + t * Q;
@@ -636,7 +637,22 @@ void conv2d_kernel::run_depthwise(std::int64_t batch, std::int64_t h, std::int64
             else
                 dw_row_generic(rp, wt, kh, kw, sw, dw, b, ep.lo, ep.hi, yr, ow);
         }
-        if (ep.program) ep.program->run_row(yp, ep.inputs, t, 0, Q, Q);
+    };
+    if (!ep.program || Q >= pw_program::chunk) {
+        detail::parallel_for(batch * C, [&](std::int64_t t) {
+            plane(t);
+            if (ep.program) ep.program->run_row(y + t * Q, ep.inputs, t, 0, Q, Q);
+        });
+        return;
+    }
+    // Small planes: the program runs once per block of planes (still in cache) instead of once per plane.
+    const std::int64_t block = std::max<std::int64_t>(1, 4 * pw_program::chunk / Q);
+    detail::parallel_range(batch * C, block, [&](std::int64_t b0, std::int64_t e0) {
+        for (std::int64_t b = b0; b < e0; b += block) {
+            const std::int64_t e = std::min(e0, b + block);
+            for (std::int64_t t = b; t < e; ++t) plane(t);
+            ep.program->run_span(y + b * Q, ep.inputs, b * Q, (e - b) * Q, Q);
+        }
     });
 }
 

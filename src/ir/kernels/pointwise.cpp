@@ -567,25 +567,82 @@ bool vapply(const pw_instr& ins, const vsrc& a, const vsrc& b, float* dst, bool 
 void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
                          std::int64_t len, std::int64_t Q) const {
 #if defined(__AVX512F__)
+    run_span(out, inputs, p * Q + q0, len, Q);
+#else
+    run_row_reference(out, inputs, p, q0, len, Q);
+#endif
+}
+
+void pw_program::run_span(float* out, const float* const* inputs, std::int64_t first, std::int64_t count,
+                          std::int64_t Q) const {
+#if defined(__AVX512F__)
     // Registers carry 16 floats of padding so full-width tail stores into them stay in bounds.
-    alignas(64) float regs[max_registers * (chunk + 16)];
     constexpr std::int64_t stride = chunk + 16;
+    // A chunk that crosses rows gets its per-row / per-column operands spelled out per element (a fill per row
+    // segment) so short rows share one pass of the program instead of paying its dispatch once per row.
+    constexpr int max_expanded = 8;
+    alignas(64) float regs[max_registers * stride];
+    alignas(64) float expanded[max_expanded * stride];
     using K = pw_operand::kind;
-    for (std::int64_t off = 0; off < len; off += chunk) {
-        const std::int64_t n = std::min(chunk, len - off);
+    for (std::int64_t off = 0; off < count; off += chunk) {
+        const std::int64_t n = std::min(chunk, count - off);
         float* o = out + off;
-        const std::int64_t q = q0 + off;
+        const std::int64_t f = first + off;  // flat index of the chunk's first element
+        const std::int64_t p = f / Q, q = f % Q;
+        if (q + n > Q) {
+            int needed = 0;
+            for (const pw_instr& ins : code)
+                for (const pw_operand* op : {&ins.a, &ins.b})
+                    needed += op->k == K::const_row || op->k == K::const_col || op->k == K::input_row ||
+                              op->k == K::input_col;
+            if (needed > max_expanded) {  // rare: one row segment at a time
+                for (std::int64_t e = 0; e < n;) {
+                    const std::int64_t fe = f + e, m = std::min(n - e, Q - fe % Q);
+                    run_span(o + e, inputs, fe, m, Q);
+                    e += m;
+                }
+                continue;
+            }
+        }
+        int used = 0;
+        auto expand = [&](auto value_at_row, const float* col) -> vsrc {
+            float* buf = expanded + (used++) * stride;
+            for (std::int64_t e = 0; e < n;) {
+                const std::int64_t fe = f + e, pe = fe / Q, qe = fe % Q, m = std::min(n - e, Q - qe);
+                if (col)
+                    std::copy_n(col + qe, m, buf + e);
+                else
+                    std::fill_n(buf + e, m, value_at_row(pe));
+                e += m;
+            }
+            return {buf, false, 0.0f};
+        };
+        const bool one_row = q + n <= Q;
         auto src = [&](const pw_operand& op) -> vsrc {
+            const auto row_of = [&op](std::int64_t r) { return static_cast<std::size_t>(op.period > 0 ? r % op.period : r); };
             switch (op.k) {
                 case K::output: return {o, true, 0.0f};
                 case K::reg: return {regs + op.index * stride, false, 0.0f};
                 case K::scalar: return {nullptr, false, op.value};
-                case K::const_row:
-                    return {nullptr, false, constants[static_cast<std::size_t>(op.index)][static_cast<std::size_t>(op.period > 0 ? p % op.period : p)]};
-                case K::const_col: return {constants[static_cast<std::size_t>(op.index)].data() + q, true, 0.0f};
-                case K::input_full: return {inputs[op.index] + p * Q + q, true, 0.0f};
-                case K::input_row: return {nullptr, false, inputs[op.index][op.period > 0 ? p % op.period : p]};
-                case K::input_col: return {inputs[op.index] + q, true, 0.0f};
+                case K::const_row: {
+                    const std::vector<float>& c = constants[static_cast<std::size_t>(op.index)];
+                    if (one_row) return {nullptr, false, c[row_of(p)]};
+                    return expand([&](std::int64_t r) { return c[row_of(r)]; }, nullptr);
+                }
+                case K::const_col: {
+                    const float* c = constants[static_cast<std::size_t>(op.index)].data();
+                    return one_row ? vsrc{c + q, true, 0.0f} : expand([](std::int64_t) { return 0.0f; }, c);
+                }
+                case K::input_full: return {inputs[op.index] + f, true, 0.0f};
+                case K::input_row: {
+                    const float* c = inputs[op.index];
+                    if (one_row) return {nullptr, false, c[row_of(p)]};
+                    return expand([&](std::int64_t r) { return c[row_of(r)]; }, nullptr);
+                }
+                case K::input_col: {
+                    const float* c = inputs[op.index];
+                    return one_row ? vsrc{c + q, true, 0.0f} : expand([](std::int64_t) { return 0.0f; }, c);
+                }
                 case K::none: break;
             }
             return {nullptr, false, 0.0f};
@@ -597,7 +654,7 @@ void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p,
             if (ins.op == pw_op::fake_quant) {
                 const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
                 if (vfake_quant_dispatch(a, dst, to_out, n, fq)) continue;
-                const std::uint64_t idx0 = static_cast<std::uint64_t>(p * Q + q);
+                const std::uint64_t idx0 = static_cast<std::uint64_t>(f);
                 if (a.ptr) {
                     pw_fake_quant(a.ptr, dst, n, fq, idx0);
                 } else {
@@ -618,16 +675,43 @@ void pw_program::run_row(float* out, const float* const* inputs, std::int64_t p,
                 continue;
             }
             if (vapply(ins, a, b, dst, to_out, n)) continue;
-            if (!binary)
-                pw_apply_unary(ins.op, a.ptr, dst, n, ins.alpha, ins.beta);
-            else if (a.ptr)
-                pw_apply_binary(ins.op, a.ptr, b.ptr, b.value, dst, n, false);
-            else
-                pw_apply_binary(ins.op, b.ptr, nullptr, a.value, dst, n, true);
+            // The reference building blocks, row segment by row segment with per-row operands as scalars (an
+            // expanded array would take their array form: other special cases for pow, fmin's operand order).
+            const auto is_row = [](const pw_operand& op) { return op.k == K::const_row || op.k == K::input_row; };
+            for (std::int64_t e = 0; e < n;) {
+                const std::int64_t pe = (f + e) / Q, m = one_row ? n : std::min(n - e, Q - (f + e) % Q);
+                const auto seg = [&](const pw_operand& op, const vsrc& v) -> vsrc {
+                    if (!is_row(op) || one_row) return v.ptr ? vsrc{v.ptr + e, v.bounded, 0.0f} : v;
+                    const std::size_t r = static_cast<std::size_t>(op.period > 0 ? pe % op.period : pe);
+                    return {nullptr, false, op.k == K::const_row ? constants[static_cast<std::size_t>(op.index)][r]
+                                                                 : inputs[op.index][r]};
+                };
+                const vsrc sa = seg(ins.a, a), sb = binary ? seg(ins.b, b) : sa;
+                float* d = dst + e;
+                if (!sa.ptr && !sb.ptr) {
+                    float v = sa.value;
+                    if (binary)
+                        v = pw_eval_ref(ins.op, sa.value, sb.value, ins.alpha, ins.beta);
+                    else
+                        pw_apply_unary(ins.op, &sa.value, &v, 1, ins.alpha, ins.beta);
+                    std::fill_n(d, m, v);
+                } else if (!binary) {
+                    pw_apply_unary(ins.op, sa.ptr, d, m, ins.alpha, ins.beta);
+                } else if (sa.ptr) {
+                    pw_apply_binary(ins.op, sa.ptr, sb.ptr, sb.value, d, m, false);
+                } else {
+                    pw_apply_binary(ins.op, sb.ptr, nullptr, sa.value, d, m, true);
+                }
+                e += m;
+            }
         }
     }
 #else
-    run_row_reference(out, inputs, p, q0, len, Q);
+    for (std::int64_t e = 0; e < count;) {
+        const std::int64_t fe = first + e, m = std::min(count - e, Q - fe % Q);
+        run_row_reference(out + e, inputs, fe / Q, fe % Q, m, Q);
+        e += m;
+    }
 #endif
 }
 
@@ -636,10 +720,10 @@ void pw_program::run(float* out, const float* const* inputs, std::int64_t P, std
     // Split long rows so that few, long rows still spread over the threads.
     const std::int64_t parts = Q >= 4 * chunk ? std::max<std::int64_t>(1, Q / (4 * chunk)) : 1;
     const std::int64_t seg = (Q + parts - 1) / parts;
-    if (Q < 64 && P > 1) {
-        // Short rows: one task per block of rows keeps the per-row overhead off the critical path.
-        detail::parallel_range(P, 64, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t p = b; p < e; ++p) run_row(out + p * Q, inputs, p, 0, Q, Q);
+    if (Q < chunk && P > 1) {
+        // Short rows: blocks of rows as one span (one pass of the program per chunk, not per row).
+        detail::parallel_range(P, std::max<std::int64_t>(1, 4 * chunk / Q), [&](std::int64_t b, std::int64_t e) {
+            run_span(out + b * Q, inputs, b * Q, (e - b) * Q, Q);
         });
         return;
     }

@@ -92,6 +92,10 @@ public:
     /// With AVX-512 the common ops run as inline 16-lane loops (results bit-identical to run_row_reference).
     void run_row(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0, std::int64_t len,
                  std::int64_t Q) const;
+    /// Evaluates elements [first, first + count) of the flattened [P, Q] view (any number of whole or partial
+    /// rows); `out` points at element `first`. Results equal run_row on each row segment.
+    void run_span(float* out, const float* const* inputs, std::int64_t first, std::int64_t count,
+                  std::int64_t Q) const;
     /// The plain version: one reference building-block call per instruction and chunk (tests compare against it).
     void run_row_reference(float* out, const float* const* inputs, std::int64_t p, std::int64_t q0,
                            std::int64_t len, std::int64_t Q) const;
