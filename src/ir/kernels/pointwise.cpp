@@ -385,27 +385,45 @@ struct vsrc {
     float value = 0.0f;
 };
 
-QUANTSIM_ALWAYS_INLINE __m512 vld(const vsrc& s, std::int64_t i) {
-    return s.ptr ? _mm512_loadu_ps(s.ptr + i) : _mm512_set1_ps(s.value);
-}
-QUANTSIM_ALWAYS_INLINE __m512 vld_tail(const vsrc& s, std::int64_t i, __mmask16 m) {
-    if (!s.ptr) return _mm512_set1_ps(s.value);
-    return s.bounded ? _mm512_maskz_loadu_ps(m, s.ptr + i) : _mm512_loadu_ps(s.ptr + i);
-}
-
-/// dst[i] = f(a[i], b[i]) for i < n; dst_bounded: dst is the output (masked tail store), else a padded register.
-template <class F>
-QUANTSIM_ALWAYS_INLINE void vloop(const vsrc& a, const vsrc& b, float* dst, bool dst_bounded, std::int64_t n, F f) {
+// Operands are copied into locals and lambdas capture by value: _mm512_storeu_ps may alias anything, so anything
+// read through a reference would be reloaded after every store.
+template <bool PA, bool PB, class F>
+QUANTSIM_ALWAYS_INLINE void vloop_t(const vsrc a, const vsrc b, float* const dst, const bool dst_bounded,
+                                    const std::int64_t n, const F f) {
+    const float* const pa = a.ptr;
+    const float* const pb = b.ptr;
+    const __m512 ba = _mm512_set1_ps(a.value), bb = _mm512_set1_ps(b.value);
     std::int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, f(vld(a, i), vld(b, i)));
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = PA ? _mm512_loadu_ps(pa + i) : ba;
+        const __m512 y = PB ? _mm512_loadu_ps(pb + i) : bb;
+        _mm512_storeu_ps(dst + i, f(x, y));
+    }
     if (i < n) {
         const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
-        const __m512 r = f(vld_tail(a, i, m), vld_tail(b, i, m));
+        const __m512 x = PA ? (a.bounded ? _mm512_maskz_loadu_ps(m, pa + i) : _mm512_loadu_ps(pa + i)) : ba;
+        const __m512 y = PB ? (b.bounded ? _mm512_maskz_loadu_ps(m, pb + i) : _mm512_loadu_ps(pb + i)) : bb;
+        const __m512 r = f(x, y);
         if (dst_bounded)
             _mm512_mask_storeu_ps(dst + i, m, r);
         else
             _mm512_storeu_ps(dst + i, r);
     }
+}
+
+/// dst[i] = f(a[i], b[i]) for i < n; dst_bounded: dst is the output (masked tail store), else a padded register.
+template <class F>
+QUANTSIM_ALWAYS_INLINE void vloop(const vsrc& a, const vsrc& b, float* dst, bool dst_bounded, std::int64_t n, F f) {
+    if (a.ptr && b.ptr) vloop_t<true, true>(a, b, dst, dst_bounded, n, f);
+    else if (a.ptr) vloop_t<true, false>(a, b, dst, dst_bounded, n, f);
+    else if (b.ptr) vloop_t<false, true>(a, b, dst, dst_bounded, n, f);
+    else vloop_t<false, false>(a, b, dst, dst_bounded, n, f);
+}
+/// Unary: only a's two forms.
+template <class F>
+QUANTSIM_ALWAYS_INLINE void vloop1(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, F f) {
+    if (a.ptr) vloop_t<true, false>(a, vsrc{}, dst, dst_bounded, n, f);
+    else vloop_t<false, false>(a, vsrc{}, dst, dst_bounded, n, f);
 }
 
 QUANTSIM_ALWAYS_INLINE __m512 vsel(__mmask16 m, __m512 if_false, __m512 if_true) {
@@ -464,8 +482,7 @@ template <rounding_mode R, scale_arithmetic A, bool Shortcut>
 void vfake_quant_loop(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
     const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
                  hi = _mm512_set1_ps(fq.hi);
-    vloop(a, a, dst, dst_bounded, n,
-          [&](__m512 x, __m512) { return vfake_quant<R, A, Shortcut>(x, s, inv, lo, hi); });
+    vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) { return vfake_quant<R, A, Shortcut>(x, s, inv, lo, hi); });
 }
 
 /// False when the grid needs the reference path (stochastic rounding).
@@ -508,30 +525,30 @@ bool vapply(const pw_instr& ins, const vsrc& a, const vsrc& b, float* dst, bool 
         case pw_op::mul: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_mul_ps(x, y); }); return true;
         case pw_op::div: vloop(a, b, dst, dst_bounded, n, [](__m512 x, __m512 y) { return _mm512_div_ps(x, y); }); return true;
         // min / max stay on std::fmin / std::fmax (their signed-zero order is the library's).
-        case pw_op::copy: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return x; }); return true;
+        case pw_op::copy: vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) { return x; }); return true;
         case pw_op::neg:
-            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) {
                 return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)));
             });
             return true;
-        case pw_op::abs: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return vabs(x); }); return true;
+        case pw_op::abs: vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) { return vabs(x); }); return true;
         case pw_op::relu:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
                 return vsel(_mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ), zero, x);
             });
             return true;
         case pw_op::clip:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) { return vclamp(x, alpha, beta); });
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) { return vclamp(x, alpha, beta); });
             return true;
         case pw_op::hard_sigmoid:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
                 __m512 y = _mm512_fmadd_ps(alpha, x, beta);
                 y = vsel(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, zero);
                 return vsel(_mm512_cmp_ps_mask(y, one, _CMP_GT_OQ), y, one);
             });
             return true;
         case pw_op::hard_swish:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
                 __m512 y = _mm512_fmadd_ps(alpha, x, beta);
                 y = vsel(_mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), y, zero);
                 y = vsel(_mm512_cmp_ps_mask(y, one, _CMP_GT_OQ), y, one);
@@ -539,21 +556,21 @@ bool vapply(const pw_instr& ins, const vsrc& a, const vsrc& b, float* dst, bool 
             });
             return true;
         case pw_op::leaky_relu:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
                 return vsel(_mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ), _mm512_mul_ps(alpha, x), x);
             });
             return true;
         case pw_op::reciprocal:
-            vloop(a, a, dst, dst_bounded, n, [&](__m512 x, __m512) { return _mm512_div_ps(one, x); });
+            vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) { return _mm512_div_ps(one, x); });
             return true;
-        case pw_op::sqrt: vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) { return _mm512_maskz_sqrt_ps(0xFFFF, x); }); return true;
+        case pw_op::sqrt: vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) { return _mm512_maskz_sqrt_ps(0xFFFF, x); }); return true;
         case pw_op::floor:
-            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) {
                 return _mm512_maskz_roundscale_ps(0xFFFF, x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
             });
             return true;
         case pw_op::ceil:
-            vloop(a, a, dst, dst_bounded, n, [](__m512 x, __m512) {
+            vloop1(a, dst, dst_bounded, n, [](__m512 x, __m512) {
                 return _mm512_maskz_roundscale_ps(0xFFFF, x, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
             });
             return true;
