@@ -867,7 +867,10 @@ struct executor::impl {
         out.ep.lo = lo;
         out.ep.hi = hi;
         std::shared_ptr<const pw_program> cprog;
-        if (!prog->code.empty()) cprog = prog;
+        if (!prog->code.empty()) {
+            prog->compile();  // e.g. a quantized hard-swish chain after its first fake_quant becomes a table
+            cprog = prog;
+        }
         if (producer_root) {
             out.ep.program = cprog;
             out.ep.inputs = st.specs;

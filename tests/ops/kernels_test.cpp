@@ -483,7 +483,9 @@ TEST(pointwise, program_rows_match_reference_bitwise) {
             ins.beta = ins.op == pw_op::clip ? 1.5f : 0.5f;
             prog.code.push_back(ins);
         }
-        SCOPED_TRACE("Q " + std::to_string(Q) + " program " + prog.describe());
+        if (trial % 2) prog.compile();  // whatever suffix qualifies becomes a table; results must not change
+        SCOPED_TRACE("Q " + std::to_string(Q) + " program " + prog.describe() + " table at " +
+                     std::to_string(prog.table_at()));
         std::vector<float> got = out0, want = out0;
         // Whole rows, and a row segment starting mid-row (the conv kernels' spatial tiles).
         for (std::int64_t p = 0; p < P; ++p) {
@@ -513,6 +515,108 @@ TEST(pointwise, program_rows_match_reference_bitwise) {
             ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q)) << "span [" << first << ", " << last << ")";
         }
     }
+}
+
+// quant_sim's program for Conv -> BatchNormalization -> decomposed hard-swish with a quantizer on every output.
+pw_program quantized_hard_swish_program(std::vector<pw_quant> grids, std::int64_t channels, std::mt19937& rng) {
+    pw_program p;
+    p.quants = std::move(grids);
+    p.num_registers = 2;
+    const int mul = p.add_constant(random_floats(static_cast<std::size_t>(channels), rng, 0.5f, 2.0f));
+    const int add = p.add_constant(random_floats(static_cast<std::size_t>(channels), rng, -1.0f, 1.0f));
+    const auto fq = [&p](int dst, pw_operand a, int grid) {
+        p.code.push_back({pw_op::fake_quant, dst, a, {pw_operand::kind::none, grid, 0.0f, 0}, 0.0f, 0.0f});
+    };
+    fq(0, pw_operand::output(), 0);
+    p.code.push_back({pw_op::mul, 0, pw_operand::reg(0), {pw_operand::kind::const_row, mul, 0.0f, 0}, 0.0f, 0.0f});
+    p.code.push_back({pw_op::add, 0, pw_operand::reg(0), {pw_operand::kind::const_row, add, 0.0f, 0}, 0.0f, 0.0f});
+    fq(0, pw_operand::reg(0), 1);
+    p.code.push_back({pw_op::add, 1, pw_operand::reg(0), pw_operand::scalar(3.0f), 0.0f, 0.0f});
+    fq(1, pw_operand::reg(1), 2);
+    p.code.push_back({pw_op::clip, 1, pw_operand::reg(1), {}, 0.0f, 6.0f});
+    fq(1, pw_operand::reg(1), 3);
+    p.code.push_back({pw_op::mul, 1, pw_operand::reg(0), pw_operand::reg(1), 0.0f, 0.0f});
+    fq(1, pw_operand::reg(1), 4);
+    p.code.push_back({pw_op::div, 1, pw_operand::reg(1), pw_operand::scalar(6.0f), 0.0f, 0.0f});
+    fq(-1, pw_operand::reg(1), 5);
+    return p;
+}
+
+TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
+    // compile() turns everything from the BatchNormalization output's fake_quant on into one table lookup; the
+    // results must stay those of the instruction-by-instruction reference for every grid kind, NaN/inf included.
+    const rounding_mode modes[] = {rounding_mode::nearest_even, rounding_mode::nearest_away, rounding_mode::floor,
+                                   rounding_mode::ceil};
+    constexpr std::int64_t P = 6, Q = 150;
+    for (int trial = 0; trial < 16; ++trial) {
+        const unsigned seed = kSeed + 6000 + static_cast<unsigned>(trial);
+        SCOPED_TRACE("seed " + std::to_string(seed));
+        std::mt19937 rng(seed);
+        std::vector<pw_quant> grids;
+        for (int g = 0; g < 6; ++g) {
+            pw_quant fq;
+            fq.scale = std::uniform_real_distribution<float>(0.01f, 0.1f)(rng);
+            fq.inv = 1.0f / fq.scale;
+            const int bits = trial % 4 == 3 ? 4 : 8;
+            const float zp = static_cast<float>(std::uniform_int_distribution<int>(0, (1 << bits) - 1)(rng));
+            fq.lo = -zp;
+            fq.hi = static_cast<float>((1 << bits) - 1) - zp;
+            fq.rounding = modes[(trial + g) % 4];
+            fq.arithmetic = trial % 3 == 2 ? scale_arithmetic::multiply_reciprocal : scale_arithmetic::divide;
+            grids.push_back(fq);
+        }
+        pw_program prog = quantized_hard_swish_program(grids, P, rng);
+        const pw_program plain = prog;
+        prog.compile();
+        EXPECT_EQ(prog.table_at(), 3u) << prog.describe();
+        EXPECT_EQ(plain.table_at(), plain.code.size());
+        std::vector<float> x = random_floats(static_cast<std::size_t>(P * Q), rng, -4.0f, 6.0f);
+        x[5] = std::numeric_limits<float>::quiet_NaN();
+        x[17] = std::numeric_limits<float>::infinity();
+        x[40] = -std::numeric_limits<float>::infinity();
+        x[41] = -0.0f;
+        std::vector<float> got = x, want = x;
+        prog.run_span(got.data(), nullptr, 0, P * Q, Q);
+        for (std::int64_t p = 0; p < P; ++p) plain.run_row_reference(want.data() + p * Q, nullptr, p, 0, Q, Q);
+        ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
+    }
+}
+
+TEST(pointwise, compiled_table_only_where_it_is_exact) {
+    std::mt19937 rng(kSeed + 6100);
+    pw_quant fq;
+    fq.scale = 0.05f;
+    fq.inv = 20.0f;
+    fq.lo = -128.0f;
+    fq.hi = 127.0f;
+    std::vector<pw_quant> grids(6, fq);
+    pw_program p = quantized_hard_swish_program(grids, 3, rng);
+    // A suffix that reads a per-channel constant is not a function of the grid value alone.
+    pw_program c = p;
+    c.code[4].b = {pw_operand::kind::const_row, 0, 0.0f, 0};
+    c.compile();
+    EXPECT_GT(c.table_at(), 4u);  // a later fake_quant still qualifies
+    // Stochastic rounding depends on the element's index.
+    pw_program st = p;
+    st.quants[4].rounding = rounding_mode::stochastic;
+    st.compile();
+    EXPECT_EQ(st.table_at(), st.code.size());
+    // Too many grid values.
+    pw_program wide = p;
+    wide.quants[1].lo = -32768.0f;
+    wide.quants[1].hi = 32767.0f;
+    wide.compile();
+    EXPECT_NE(wide.table_at(), 3u);
+    // Any change after compile() disables the table (the results follow the new program).
+    p.compile();
+    ASSERT_EQ(p.table_at(), 3u);
+    p.quants[5].scale = 0.07f;
+    p.quants[5].inv = 1.0f / 0.07f;
+    EXPECT_EQ(p.table_at(), p.code.size());
+    std::vector<float> x = random_floats(300, rng, -4.0f, 6.0f), got = x, want = x;
+    p.run_span(got.data(), nullptr, 0, 300, 100);
+    for (std::int64_t r = 0; r < 3; ++r) p.run_row_reference(want.data() + r * 100, nullptr, r, 0, 100, 100);
+    EXPECT_TRUE(same_bits(got.data(), want.data(), 300));
 }
 
 TEST(softmax, matches_reference_rows_and_strided) {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
 #include <sstream>
 
 #if defined(__AVX512F__)
@@ -459,11 +462,12 @@ QUANTSIM_ALWAYS_INLINE __m512 vround(__m512 v) {
     }
 }
 
-// fake_quant of 16 lanes, bit-identical to pw_fake_quant (deterministic rounding modes).
+// The grid value r = round(clamp(x / s, lo, hi)) of 16 lanes, bit-identical to the reference's (deterministic
+// rounding modes); fake_quant is r * s.
 template <rounding_mode R, scale_arithmetic A, bool Shortcut>
-QUANTSIM_ALWAYS_INLINE __m512 vfake_quant(__m512 x, __m512 s, __m512 inv, __m512 lo, __m512 hi) {
+QUANTSIM_ALWAYS_INLINE __m512 vgrid(__m512 x, __m512 s, __m512 inv, __m512 lo, __m512 hi) {
     if constexpr (A == scale_arithmetic::multiply_reciprocal) {
-        return _mm512_mul_ps(vround<R>(vclamp(_mm512_mul_ps(x, inv), lo, hi)), s);
+        return vround<R>(vclamp(_mm512_mul_ps(x, inv), lo, hi));
     } else if constexpr (Shortcut) {
         // The divide-free shortcut of fake_quant_block_fast: lanes near a rounding boundary take the division.
         const __m512 v = vclamp(_mm512_mul_ps(x, inv), lo, hi);
@@ -471,11 +475,16 @@ QUANTSIM_ALWAYS_INLINE __m512 vfake_quant(__m512 x, __m512 s, __m512 inv, __m512
         const __m512 dist = _mm512_sub_ps(_mm512_set1_ps(0.5f), vabs(_mm512_sub_ps(v, r)));
         const __mmask16 near = _mm512_cmp_ps_mask(dist, _mm512_mul_ps(vabs(v), _mm512_set1_ps(0x1p-21f)), _CMP_LE_OQ);
         if (near) [[unlikely]]
-            return _mm512_mul_ps(vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi)), s);
-        return _mm512_mul_ps(R == rounding_mode::nearest_even ? r : vround<R>(v), s);
+            return vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi));
+        return R == rounding_mode::nearest_even ? r : vround<R>(v);
     } else {
-        return _mm512_mul_ps(vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi)), s);
+        return vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi));
     }
+}
+
+template <rounding_mode R, scale_arithmetic A, bool Shortcut>
+QUANTSIM_ALWAYS_INLINE __m512 vfake_quant(__m512 x, __m512 s, __m512 inv, __m512 lo, __m512 hi) {
+    return _mm512_mul_ps(vgrid<R, A, Shortcut>(x, s, inv, lo, hi), s);
 }
 
 template <rounding_mode R, scale_arithmetic A, bool Shortcut>
@@ -485,34 +494,58 @@ void vfake_quant_loop(const vsrc& a, float* dst, bool dst_bounded, std::int64_t 
     vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) { return vfake_quant<R, A, Shortcut>(x, s, inv, lo, hi); });
 }
 
-/// False when the grid needs the reference path (stochastic rounding).
-bool vfake_quant_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
+/// Calls fn.template operator()<R, A, Shortcut>() for the grid's deterministic kind; false for stochastic rounding.
+template <class Fn>
+bool with_grid_kind(const pw_quant& fq, Fn&& fn) {
     using RM = rounding_mode;
     using SA = scale_arithmetic;
     const bool divide = fq.arithmetic == SA::divide;
     const bool shortcut = divide && std::isfinite(fq.inv) && fq.scale >= 0x1p-100f && fq.inv >= 0x1p-100f;
     switch (fq.rounding) {
         case RM::nearest_even:
-            if (!divide) vfake_quant_loop<RM::nearest_even, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
-            else if (shortcut) vfake_quant_loop<RM::nearest_even, SA::divide, true>(a, dst, dst_bounded, n, fq);
-            else vfake_quant_loop<RM::nearest_even, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            if (!divide) fn.template operator()<RM::nearest_even, SA::multiply_reciprocal, false>();
+            else if (shortcut) fn.template operator()<RM::nearest_even, SA::divide, true>();
+            else fn.template operator()<RM::nearest_even, SA::divide, false>();
             return true;
         case RM::nearest_away:
-            if (!divide) vfake_quant_loop<RM::nearest_away, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
-            else if (shortcut) vfake_quant_loop<RM::nearest_away, SA::divide, true>(a, dst, dst_bounded, n, fq);
-            else vfake_quant_loop<RM::nearest_away, SA::divide, false>(a, dst, dst_bounded, n, fq);
+            if (!divide) fn.template operator()<RM::nearest_away, SA::multiply_reciprocal, false>();
+            else if (shortcut) fn.template operator()<RM::nearest_away, SA::divide, true>();
+            else fn.template operator()<RM::nearest_away, SA::divide, false>();
             return true;
         case RM::floor:
-            if (divide) vfake_quant_loop<RM::floor, SA::divide, false>(a, dst, dst_bounded, n, fq);
-            else vfake_quant_loop<RM::floor, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            if (divide) fn.template operator()<RM::floor, SA::divide, false>();
+            else fn.template operator()<RM::floor, SA::multiply_reciprocal, false>();
             return true;
         case RM::ceil:
-            if (divide) vfake_quant_loop<RM::ceil, SA::divide, false>(a, dst, dst_bounded, n, fq);
-            else vfake_quant_loop<RM::ceil, SA::multiply_reciprocal, false>(a, dst, dst_bounded, n, fq);
+            if (divide) fn.template operator()<RM::ceil, SA::divide, false>();
+            else fn.template operator()<RM::ceil, SA::multiply_reciprocal, false>();
             return true;
         case RM::stochastic: return false;
     }
     return false;
+}
+
+/// False when the grid needs the reference path (stochastic rounding).
+bool vfake_quant_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
+    return with_grid_kind(fq, [&]<rounding_mode R, scale_arithmetic A, bool Shortcut>() {
+        vfake_quant_loop<R, A, Shortcut>(a, dst, dst_bounded, n, fq);
+    });
+}
+
+/// dst[i] = table[grid index of a[i]] (NaN: the last entry): a fake_quant and the program suffix after it at once.
+bool vlut_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq,
+                   const float* table, std::int32_t nan_index) {
+    return with_grid_kind(fq, [&]<rounding_mode R, scale_arithmetic A, bool Shortcut>() {
+        const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
+                     hi = _mm512_set1_ps(fq.hi);
+        const __m512i nan_idx = _mm512_set1_epi32(nan_index);
+        vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
+            const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+            __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+            idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q), nan_idx);
+            return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, table, 4);
+        });
+    });
 }
 
 /// One instruction in vector form; false when the op has none (the caller uses the reference building blocks).
@@ -600,6 +633,8 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
     constexpr int max_expanded = 8;
     alignas(64) float regs[max_registers * stride];
     alignas(64) float expanded[max_expanded * stride];
+    const lut_state* lut = lut_valid() ? lut_.get() : nullptr;
+    const std::size_t lut_at = lut ? lut->at : code.size();
     using K = pw_operand::kind;
     for (std::int64_t off = 0; off < count; off += chunk) {
         const std::int64_t n = std::min(chunk, count - off);
@@ -664,10 +699,16 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
             }
             return {nullptr, false, 0.0f};
         };
-        for (const pw_instr& ins : code) {
+        for (std::size_t k = 0; k < code.size(); ++k) {
+            const pw_instr& ins = code[k];
             const bool to_out = ins.dst < 0;
             float* dst = to_out ? o : regs + ins.dst * stride;
             const vsrc a = src(ins.a);
+            if (k == lut_at) {  // this fake_quant and everything after it: one table lookup into the output
+                vlut_dispatch(a, o, true, n, quants[static_cast<std::size_t>(ins.b.index)], lut->table.data(),
+                              static_cast<std::int32_t>(lut->table.size() - 1));
+                break;
+            }
             if (ins.op == pw_op::fake_quant) {
                 const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
                 if (vfake_quant_dispatch(a, dst, to_out, n, fq)) continue;
@@ -749,6 +790,89 @@ void pw_program::run(float* out, const float* const* inputs, std::int64_t P, std
         const std::int64_t q0 = s * seg, q1 = std::min(Q, q0 + seg);
         if (q0 < q1) run_row(out + p * Q + q0, inputs, p, q0, q1 - q0, Q);
     });
+}
+
+namespace {
+bool same_operand(const pw_operand& x, const pw_operand& y) {
+    return x.k == y.k && x.index == y.index && std::memcmp(&x.value, &y.value, sizeof(float)) == 0 &&
+           x.period == y.period;
+}
+bool same_instr(const pw_instr& x, const pw_instr& y) {
+    return x.op == y.op && x.dst == y.dst && same_operand(x.a, y.a) && same_operand(x.b, y.b) &&
+           std::memcmp(&x.alpha, &y.alpha, sizeof(float)) == 0 && std::memcmp(&x.beta, &y.beta, sizeof(float)) == 0;
+}
+bool same_quant(const pw_quant& x, const pw_quant& y) {
+    return std::memcmp(&x.scale, &y.scale, sizeof(float)) == 0 && std::memcmp(&x.inv, &y.inv, sizeof(float)) == 0 &&
+           x.lo == y.lo && x.hi == y.hi && x.rounding == y.rounding && x.arithmetic == y.arithmetic && x.key == y.key;
+}
+}  // namespace
+
+bool pw_program::lut_valid() const noexcept {
+    if (!lut_ || lut_->code.size() != code.size() || lut_->quants.size() != quants.size()) return false;
+    for (std::size_t i = 0; i < code.size(); ++i)
+        if (!same_instr(code[i], lut_->code[i])) return false;
+    for (std::size_t i = 0; i < quants.size(); ++i)
+        if (!same_quant(quants[i], lut_->quants[i])) return false;
+    return true;
+}
+
+std::size_t pw_program::table_at() const noexcept { return lut_valid() ? lut_->at : code.size(); }
+
+void pw_program::compile() {
+    lut_.reset();
+#if defined(__AVX512F__)
+    // The longest suffix that starts at a deterministic per-tensor fake_quant into a register and reads nothing
+    // but that grid value, registers it wrote itself and scalars: a function of the grid index (at most
+    // max_table_grid values, plus NaN), tabulated by running the suffix itself on the grid.
+    using K = pw_operand::kind;
+    for (std::size_t j = 0; j + 1 < code.size(); ++j) {
+        const pw_instr& q = code[j];
+        if (q.op != pw_op::fake_quant || q.dst < 0) continue;
+        const pw_quant& fq = quants[static_cast<std::size_t>(q.b.index)];
+        if (fq.rounding == rounding_mode::stochastic || !(fq.lo <= fq.hi) || fq.lo != std::floor(fq.lo) ||
+            fq.hi != std::floor(fq.hi) || fq.hi - fq.lo + 1 > static_cast<float>(max_table_grid))
+            continue;
+        bool ok = true, d_original = true;
+        std::vector<char> written(max_registers, 0);
+        for (std::size_t k = j + 1; k < code.size() && ok; ++k) {
+            const pw_instr& ins = code[k];
+            const bool binary = pw_is_binary(ins.op);
+            for (const pw_operand* op : {&ins.a, &ins.b}) {
+                if (op == &ins.b && !binary) continue;
+                if (op->k == K::scalar) continue;
+                if (op->k == K::reg && ((op->index == q.dst && d_original) || written[static_cast<std::size_t>(op->index)]))
+                    continue;
+                ok = false;
+            }
+            if (ins.op == pw_op::fake_quant &&
+                quants[static_cast<std::size_t>(ins.b.index)].rounding == rounding_mode::stochastic)
+                ok = false;
+            if (ins.dst >= 0) {
+                if (ins.dst == q.dst) d_original = false;
+                written[static_cast<std::size_t>(ins.dst)] = 1;
+            }
+        }
+        if (!ok) continue;
+        // Tabulate: the suffix run on the fake_quant's possible results, r * scale for each grid value r (the very
+        // product the fake_quant computes), and NaN.
+        const std::int64_t G = static_cast<std::int64_t>(fq.hi - fq.lo) + 1;
+        pw_program sub;
+        sub.quants = quants;
+        sub.num_registers = num_registers;
+        sub.code.assign(code.begin() + static_cast<std::ptrdiff_t>(j), code.end());
+        sub.code.front() = {pw_op::copy, q.dst, pw_operand::output(), {}, 0.0f, 0.0f};
+        auto st = std::make_shared<lut_state>();
+        st->table.resize(static_cast<std::size_t>(G + 1));
+        for (std::int64_t i = 0; i < G; ++i) st->table[static_cast<std::size_t>(i)] = (fq.lo + static_cast<float>(i)) * fq.scale;
+        st->table[static_cast<std::size_t>(G)] = std::numeric_limits<float>::quiet_NaN();
+        sub.run_span(st->table.data(), nullptr, 0, G + 1, G + 1);
+        st->at = j;
+        st->code = code;
+        st->quants = quants;
+        lut_ = std::move(st);
+        return;
+    }
+#endif
 }
 
 std::string pw_program::describe() const {

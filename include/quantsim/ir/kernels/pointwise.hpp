@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,31 @@ public:
 
     /// Human-readable listing (profiling labels, debugging).
     std::string describe() const;
+
+    /// Largest fake_quant grid (hi - lo + 1) that compile() tabulates.
+    static constexpr std::int64_t max_table_grid = 1024;
+    /// Precomputes a shortcut for run_span/run_row (AVX-512 builds): the longest suffix of the program that starts
+    /// at a deterministic fake_quant into a register and then reads only that grid value, its own registers and
+    /// scalars is a function of the grid index, so it becomes a table of at most max_table_grid + 1 entries (NaN
+    /// included) filled by evaluating the suffix itself: results are bit-identical (NaN payloads aside). E.g.
+    /// quant_sim's decomposed hard-swish after a quantized BatchNormalization: 8 instructions become one lookup.
+    /// Call after the program is complete; any later change of code or quants disables the table (checked per call)
+    /// until compile() runs again.
+    void compile();
+    /// Index of the instruction where the table takes over (code.size() when none is in use).
+    std::size_t table_at() const noexcept;
+
+private:
+    struct lut_state {
+        std::size_t at = 0;
+        std::vector<float> table;
+        std::vector<pw_instr> code;    ///< what the table was built for
+        std::vector<pw_quant> quants;
+    };
+    std::shared_ptr<const lut_state> lut_;
+    bool lut_valid() const noexcept;
+
+public:
 };
 
 /// dst[i] = op(a[i]) / op(a[i], b) on plain arrays: the building blocks the program and the unfused ops use.
