@@ -547,8 +547,10 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
     // results must stay those of the instruction-by-instruction reference for every grid kind, NaN/inf included.
     const rounding_mode modes[] = {rounding_mode::nearest_even, rounding_mode::nearest_away, rounding_mode::floor,
                                    rounding_mode::ceil};
-    constexpr std::int64_t P = 6, Q = 150;
-    for (int trial = 0; trial < 16; ++trial) {
+    constexpr std::int64_t P = 6;
+    for (int trial = 0; trial < 24; ++trial) {
+        // Rows of 600 take per-row tables from the first fake_quant on (8-bit grids need rows of 2 * 257).
+        const std::int64_t Q = trial % 2 ? 600 : 150;
         const unsigned seed = kSeed + 6000 + static_cast<unsigned>(trial);
         SCOPED_TRACE("seed " + std::to_string(seed));
         std::mt19937 rng(seed);
@@ -569,6 +571,7 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
         const pw_program plain = prog;
         prog.compile();
         EXPECT_EQ(prog.table_at(), 3u) << prog.describe();
+        EXPECT_EQ(prog.row_table_at(), 0u) << prog.describe();
         EXPECT_EQ(plain.table_at(), plain.code.size());
         std::vector<float> x = random_floats(static_cast<std::size_t>(P * Q), rng, -4.0f, 6.0f);
         x[5] = std::numeric_limits<float>::quiet_NaN();
@@ -578,6 +581,13 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
         std::vector<float> got = x, want = x;
         prog.run_span(got.data(), nullptr, 0, P * Q, Q);
         for (std::int64_t p = 0; p < P; ++p) plain.run_row_reference(want.data() + p * Q, nullptr, p, 0, Q, Q);
+        ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
+        // Row segments as the conv tiles pass them (a row's table is rebuilt per call).
+        got = x;
+        for (std::int64_t p = 0; p < P; ++p) {
+            prog.run_row(got.data() + p * Q, nullptr, p, 0, Q / 3, Q);
+            prog.run_row(got.data() + p * Q + Q / 3, nullptr, p, Q / 3, Q - Q / 3, Q);
+        }
         ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
     }
 }

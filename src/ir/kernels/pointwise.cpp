@@ -532,6 +532,12 @@ bool vfake_quant_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int6
     });
 }
 
+/// Grid inputs of a table: r * scale for r = lo .. hi (the fake_quant's own product), then NaN.
+void fill_grid(const pw_quant& fq, float* t, std::int64_t G) {
+    for (std::int64_t i = 0; i < G; ++i) t[i] = (fq.lo + static_cast<float>(i)) * fq.scale;
+    t[G] = std::numeric_limits<float>::quiet_NaN();
+}
+
 /// dst[i] = table[grid index of a[i]] (NaN: the last entry): a fake_quant and the program suffix after it at once.
 bool vlut_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq,
                    const float* table, std::int32_t nan_index) {
@@ -635,6 +641,14 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
     alignas(64) float expanded[max_expanded * stride];
     const lut_state* lut = lut_valid() ? lut_.get() : nullptr;
     const std::size_t lut_at = lut ? lut->at : code.size();
+    // Per-row table: for rows whose part in this span is long enough to repay building it.
+    const std::size_t row_at = lut ? lut->row_at : code.size();
+    alignas(64) float row_table[max_table_grid + 1];
+    std::int64_t row_table_p = -1, row_grid = 0;
+    if (row_at < code.size()) {
+        const pw_quant& fq = quants[static_cast<std::size_t>(code[row_at].b.index)];
+        row_grid = static_cast<std::int64_t>(fq.hi - fq.lo) + 1;
+    }
     using K = pw_operand::kind;
     for (std::int64_t off = 0; off < count; off += chunk) {
         const std::int64_t n = std::min(chunk, count - off);
@@ -699,11 +713,26 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
             }
             return {nullptr, false, 0.0f};
         };
+        std::size_t row_here = code.size();
+        if (row_at < code.size() && one_row) {
+            const std::int64_t b0 = std::max(first, p * Q), e0 = std::min(first + count, (p + 1) * Q);
+            if (e0 - b0 >= 2 * (row_grid + 1)) row_here = row_at;
+        }
         for (std::size_t k = 0; k < code.size(); ++k) {
             const pw_instr& ins = code[k];
             const bool to_out = ins.dst < 0;
             float* dst = to_out ? o : regs + ins.dst * stride;
             const vsrc a = src(ins.a);
+            if (k == row_here) {  // this fake_quant and the rest: a lookup in the row's table
+                const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
+                if (row_table_p != p) {
+                    fill_grid(fq, row_table, row_grid);
+                    lut->row_sub->run_row(row_table, inputs, p, 0, row_grid + 1, row_grid + 1);
+                    row_table_p = p;
+                }
+                vlut_dispatch(a, o, true, n, fq, row_table, static_cast<std::int32_t>(row_grid));
+                break;
+            }
             if (k == lut_at) {  // this fake_quant and everything after it: one table lookup into the output
                 vlut_dispatch(a, o, true, n, quants[static_cast<std::size_t>(ins.b.index)], lut->table.data(),
                               static_cast<std::int32_t>(lut->table.size() - 1));
@@ -818,60 +847,89 @@ bool pw_program::lut_valid() const noexcept {
 
 std::size_t pw_program::table_at() const noexcept { return lut_valid() ? lut_->at : code.size(); }
 
-void pw_program::compile() {
-    lut_.reset();
+std::size_t pw_program::row_table_at() const noexcept { return lut_valid() ? lut_->row_at : code.size(); }
+
 #if defined(__AVX512F__)
-    // The longest suffix that starts at a deterministic per-tensor fake_quant into a register and reads nothing
-    // but that grid value, registers it wrote itself and scalars: a function of the grid index (at most
-    // max_table_grid values, plus NaN), tabulated by running the suffix itself on the grid.
+namespace {
+
+/// Index of the first fake_quant from which the rest of the program reads only that grid value, registers it
+/// wrote itself, scalars and (when row_operands) per-row values; code.size() when there is none.
+std::size_t table_start(const pw_program& prog, bool row_operands) {
     using K = pw_operand::kind;
+    const auto& code = prog.code;
     for (std::size_t j = 0; j + 1 < code.size(); ++j) {
         const pw_instr& q = code[j];
         if (q.op != pw_op::fake_quant || q.dst < 0) continue;
-        const pw_quant& fq = quants[static_cast<std::size_t>(q.b.index)];
+        const pw_quant& fq = prog.quants[static_cast<std::size_t>(q.b.index)];
         if (fq.rounding == rounding_mode::stochastic || !(fq.lo <= fq.hi) || fq.lo != std::floor(fq.lo) ||
-            fq.hi != std::floor(fq.hi) || fq.hi - fq.lo + 1 > static_cast<float>(max_table_grid))
+            fq.hi != std::floor(fq.hi) || fq.hi - fq.lo + 1 > static_cast<float>(pw_program::max_table_grid))
             continue;
         bool ok = true, d_original = true;
-        std::vector<char> written(max_registers, 0);
+        std::vector<char> written(pw_program::max_registers, 0);
         for (std::size_t k = j + 1; k < code.size() && ok; ++k) {
             const pw_instr& ins = code[k];
             const bool binary = pw_is_binary(ins.op);
             for (const pw_operand* op : {&ins.a, &ins.b}) {
                 if (op == &ins.b && !binary) continue;
                 if (op->k == K::scalar) continue;
+                if (row_operands && (op->k == K::const_row || op->k == K::input_row)) continue;
                 if (op->k == K::reg && ((op->index == q.dst && d_original) || written[static_cast<std::size_t>(op->index)]))
                     continue;
                 ok = false;
             }
             if (ins.op == pw_op::fake_quant &&
-                quants[static_cast<std::size_t>(ins.b.index)].rounding == rounding_mode::stochastic)
+                prog.quants[static_cast<std::size_t>(ins.b.index)].rounding == rounding_mode::stochastic)
                 ok = false;
             if (ins.dst >= 0) {
                 if (ins.dst == q.dst) d_original = false;
                 written[static_cast<std::size_t>(ins.dst)] = 1;
             }
         }
-        if (!ok) continue;
-        // Tabulate: the suffix run on the fake_quant's possible results, r * scale for each grid value r (the very
-        // product the fake_quant computes), and NaN.
-        const std::int64_t G = static_cast<std::int64_t>(fq.hi - fq.lo) + 1;
-        pw_program sub;
-        sub.quants = quants;
-        sub.num_registers = num_registers;
-        sub.code.assign(code.begin() + static_cast<std::ptrdiff_t>(j), code.end());
-        sub.code.front() = {pw_op::copy, q.dst, pw_operand::output(), {}, 0.0f, 0.0f};
-        auto st = std::make_shared<lut_state>();
-        st->table.resize(static_cast<std::size_t>(G + 1));
-        for (std::int64_t i = 0; i < G; ++i) st->table[static_cast<std::size_t>(i)] = (fq.lo + static_cast<float>(i)) * fq.scale;
-        st->table[static_cast<std::size_t>(G)] = std::numeric_limits<float>::quiet_NaN();
-        sub.run_span(st->table.data(), nullptr, 0, G + 1, G + 1);
-        st->at = j;
-        st->code = code;
-        st->quants = quants;
-        lut_ = std::move(st);
-        return;
+        if (ok) return j;
     }
+    return code.size();
+}
+
+/// The program from fake_quant `j` on, with that fake_quant replaced by a copy of the output: run on the grid's
+/// possible results r * scale it gives the values the full program produces from them.
+pw_program suffix_program(const pw_program& prog, std::size_t j) {
+    pw_program sub;
+    sub.quants = prog.quants;
+    sub.constants = prog.constants;
+    sub.num_registers = prog.num_registers;
+    sub.code.assign(prog.code.begin() + static_cast<std::ptrdiff_t>(j), prog.code.end());
+    sub.code.front() = {pw_op::copy, prog.code[j].dst, pw_operand::output(), {}, 0.0f, 0.0f};
+    return sub;
+}
+
+}  // namespace
+#endif
+
+void pw_program::compile() {
+    lut_.reset();
+#if defined(__AVX512F__)
+    auto st = std::make_shared<lut_state>();
+    st->code = code;
+    st->quants = quants;
+    // Whole-program table: the suffix reads nothing per element or per row.
+    st->at = table_start(*this, false);
+    if (st->at < code.size()) {
+        const pw_quant& fq = quants[static_cast<std::size_t>(code[st->at].b.index)];
+        const std::int64_t G = static_cast<std::int64_t>(fq.hi - fq.lo) + 1;
+        st->table.resize(static_cast<std::size_t>(G + 1));
+        fill_grid(fq, st->table.data(), G);
+        suffix_program(*this, st->at).run_span(st->table.data(), nullptr, 0, G + 1, G + 1);
+    }
+    // Per-row tables (built per long row at run time): the suffix may read per-row constants too.
+    st->row_at = table_start(*this, true);
+    if (st->row_at < st->at) {
+        auto sub = std::make_shared<pw_program>(suffix_program(*this, st->row_at));
+        sub->compile();  // its own whole-program table (e.g. the hard-swish after BatchNormalization)
+        st->row_sub = std::move(sub);
+    } else {
+        st->row_at = code.size();
+    }
+    if (st->at < code.size() || st->row_at < code.size()) lut_ = std::move(st);
 #endif
 }
 

@@ -119,11 +119,16 @@ public:
     void compile();
     /// Index of the instruction where the table takes over (code.size() when none is in use).
     std::size_t table_at() const noexcept;
+    /// The same with per-row constants allowed in the suffix: rows at least twice the grid size long get their
+    /// own table (built when the row is reached) from there on. code.size() when none is in use.
+    std::size_t row_table_at() const noexcept;
 
 private:
     struct lut_state {
-        std::size_t at = 0;
+        std::size_t at = 0;      ///< whole-program table from here (code.size(): none)
         std::vector<float> table;
+        std::size_t row_at = 0;  ///< per-row tables from here (code.size(): none); before `at`
+        std::shared_ptr<const pw_program> row_sub;  ///< the suffix from row_at, evaluated per row on the grid
         std::vector<pw_instr> code;    ///< what the table was built for
         std::vector<pw_quant> quants;
     };
