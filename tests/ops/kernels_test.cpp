@@ -518,7 +518,10 @@ TEST(pointwise, program_rows_match_reference_bitwise) {
 }
 
 // quant_sim's program for Conv -> BatchNormalization -> decomposed hard-swish with a quantizer on every output.
-pw_program quantized_hard_swish_program(std::vector<pw_quant> grids, std::int64_t channels, std::mt19937& rng) {
+// runtime_shift: the BatchNormalization shift is a runtime per-row input (input 0) instead of a constant, so row
+// tables cannot be precomputed.
+pw_program quantized_hard_swish_program(std::vector<pw_quant> grids, std::int64_t channels, std::mt19937& rng,
+                                        bool runtime_shift = false) {
     pw_program p;
     p.quants = std::move(grids);
     p.num_registers = 2;
@@ -529,7 +532,9 @@ pw_program quantized_hard_swish_program(std::vector<pw_quant> grids, std::int64_
     };
     fq(0, pw_operand::output(), 0);
     p.code.push_back({pw_op::mul, 0, pw_operand::reg(0), {pw_operand::kind::const_row, mul, 0.0f, 0}, 0.0f, 0.0f});
-    p.code.push_back({pw_op::add, 0, pw_operand::reg(0), {pw_operand::kind::const_row, add, 0.0f, 0}, 0.0f, 0.0f});
+    const pw_operand shift = runtime_shift ? pw_operand{pw_operand::kind::input_row, 0, 0.0f, 0}
+                                           : pw_operand{pw_operand::kind::const_row, add, 0.0f, 0};
+    p.code.push_back({pw_op::add, 0, pw_operand::reg(0), shift, 0.0f, 0.0f});
     fq(0, pw_operand::reg(0), 1);
     p.code.push_back({pw_op::add, 1, pw_operand::reg(0), pw_operand::scalar(3.0f), 0.0f, 0.0f});
     fq(1, pw_operand::reg(1), 2);
@@ -549,7 +554,7 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
                                    rounding_mode::ceil};
     constexpr std::int64_t P = 6;
     for (int trial = 0; trial < 24; ++trial) {
-        // Rows of 600 take per-row tables from the first fake_quant on (8-bit grids need rows of 2 * 257).
+        // Rows of 600 take run-time row tables from the first fake_quant on (8-bit grids need row parts of 343).
         const std::int64_t Q = trial % 2 ? 600 : 150;
         const unsigned seed = kSeed + 6000 + static_cast<unsigned>(trial);
         SCOPED_TRACE("seed " + std::to_string(seed));
@@ -567,7 +572,11 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
             fq.arithmetic = trial % 3 == 2 ? scale_arithmetic::multiply_reciprocal : scale_arithmetic::divide;
             grids.push_back(fq);
         }
-        pw_program prog = quantized_hard_swish_program(grids, P, rng);
+        // Odd trials: precomputed per-channel tables; even: tables built per long row at run time.
+        const bool runtime_shift = trial % 4 < 2;
+        pw_program prog = quantized_hard_swish_program(grids, P, rng, runtime_shift);
+        const std::vector<float> shift = random_floats(P, rng, -1.0f, 1.0f);
+        const float* inputs[] = {shift.data()};
         const pw_program plain = prog;
         prog.compile();
         EXPECT_EQ(prog.table_at(), 3u) << prog.describe();
@@ -579,14 +588,14 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
         x[40] = -std::numeric_limits<float>::infinity();
         x[41] = -0.0f;
         std::vector<float> got = x, want = x;
-        prog.run_span(got.data(), nullptr, 0, P * Q, Q);
-        for (std::int64_t p = 0; p < P; ++p) plain.run_row_reference(want.data() + p * Q, nullptr, p, 0, Q, Q);
+        prog.run_span(got.data(), inputs, 0, P * Q, Q);
+        for (std::int64_t p = 0; p < P; ++p) plain.run_row_reference(want.data() + p * Q, inputs, p, 0, Q, Q);
         ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
         // Row segments as the conv tiles pass them (a row's table is rebuilt per call).
         got = x;
         for (std::int64_t p = 0; p < P; ++p) {
-            prog.run_row(got.data() + p * Q, nullptr, p, 0, Q / 3, Q);
-            prog.run_row(got.data() + p * Q + Q / 3, nullptr, p, Q / 3, Q - Q / 3, Q);
+            prog.run_row(got.data() + p * Q, inputs, p, 0, Q / 3, Q);
+            prog.run_row(got.data() + p * Q + Q / 3, inputs, p, Q / 3, Q - Q / 3, Q);
         }
         ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q));
     }

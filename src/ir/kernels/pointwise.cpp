@@ -714,15 +714,33 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
             return {nullptr, false, 0.0f};
         };
         std::size_t row_here = code.size();
-        if (row_at < code.size() && one_row) {
+        const bool all_rows = lut && !lut->row_tables.empty();
+        if (all_rows) {
+            row_here = row_at;
+        } else if (row_at < code.size() && one_row) {
             const std::int64_t b0 = std::max(first, p * Q), e0 = std::min(first + count, (p + 1) * Q);
-            if (e0 - b0 >= 2 * (row_grid + 1)) row_here = row_at;
+            if (3 * (e0 - b0) >= 4 * (row_grid + 1)) row_here = row_at;  // ~3 passes saved per element, ~4 per entry
         }
         for (std::size_t k = 0; k < code.size(); ++k) {
             const pw_instr& ins = code[k];
             const bool to_out = ins.dst < 0;
             float* dst = to_out ? o : regs + ins.dst * stride;
             const vsrc a = src(ins.a);
+            if (k == row_here && all_rows) {  // lookups in the precomputed tables, row segment by row segment
+                const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
+                for (std::int64_t e = 0; e < n;) {
+                    const std::int64_t pe = (f + e) / Q, m = std::min(n - e, Q - (f + e) % Q);
+                    const std::int64_t key = lut->row_period > 0 ? pe % lut->row_period : pe;
+                    const float* table = lut->row_tables.data() + key * (row_grid + 1);
+                    const vsrc ae = a.ptr ? vsrc{a.ptr + e, a.bounded, 0.0f} : a;
+                    // A row without constants of its own (period 0, beyond them) cannot occur: the reference
+                    // would read past the constants as well; stay in bounds regardless.
+                    if (key < lut->row_count)
+                        vlut_dispatch(ae, o + e, true, m, fq, table, static_cast<std::int32_t>(row_grid));
+                    e += m;
+                }
+                break;
+            }
             if (k == row_here) {  // this fake_quant and the rest: a lookup in the row's table
                 const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
                 if (row_table_p != p) {
@@ -925,6 +943,34 @@ void pw_program::compile() {
     if (st->row_at < st->at) {
         auto sub = std::make_shared<pw_program>(suffix_program(*this, st->row_at));
         sub->compile();  // its own whole-program table (e.g. the hard-swish after BatchNormalization)
+        // When the per-row values are program constants with one common period, all row tables are computed
+        // now (one per constant row: a channel), so short rows get them too.
+        std::int64_t period = 0, rows = -1;
+        bool constant_rows = true;
+        for (std::size_t k = st->row_at + 1; k < code.size(); ++k)
+            for (const pw_operand* op : {&code[k].a, &code[k].b}) {
+                if (op == &code[k].b && !pw_is_binary(code[k].op)) continue;
+                if (op->k == pw_operand::kind::input_row) constant_rows = false;
+                if (op->k != pw_operand::kind::const_row) continue;
+                const std::int64_t len = static_cast<std::int64_t>(constants[static_cast<std::size_t>(op->index)].size());
+                const std::int64_t r = op->period > 0 ? op->period : len;
+                if (rows >= 0 && (r != rows || (op->period > 0) != (period > 0))) constant_rows = false;
+                if (op->period > 0 && len < op->period) constant_rows = false;
+                rows = std::min(rows < 0 ? r : rows, r);
+                period = op->period > 0 ? op->period : 0;
+            }
+        const pw_quant& fq = quants[static_cast<std::size_t>(code[st->row_at].b.index)];
+        const std::int64_t G = static_cast<std::int64_t>(fq.hi - fq.lo) + 1;
+        if (constant_rows && rows > 0 && rows * (G + 1) <= max_row_tables) {
+            st->row_period = period;
+            st->row_count = rows;
+            st->row_tables.resize(static_cast<std::size_t>(rows * (G + 1)));
+            for (std::int64_t r = 0; r < rows; ++r) {
+                float* t = st->row_tables.data() + r * (G + 1);
+                fill_grid(fq, t, G);
+                sub->run_row(t, nullptr, r, 0, G + 1, G + 1);
+            }
+        }
         st->row_sub = std::move(sub);
     } else {
         st->row_at = code.size();

@@ -109,6 +109,8 @@ public:
 
     /// Largest fake_quant grid (hi - lo + 1) that compile() tabulates.
     static constexpr std::int64_t max_table_grid = 1024;
+    /// Most floats compile() spends on precomputed per-row tables (see row_table_at).
+    static constexpr std::int64_t max_row_tables = std::int64_t{1} << 20;
     /// Precomputes a shortcut for run_span/run_row (AVX-512 builds): the longest suffix of the program that starts
     /// at a deterministic fake_quant into a register and then reads only that grid value, its own registers and
     /// scalars is a function of the grid index, so it becomes a table of at most max_table_grid + 1 entries (NaN
@@ -119,8 +121,10 @@ public:
     void compile();
     /// Index of the instruction where the table takes over (code.size() when none is in use).
     std::size_t table_at() const noexcept;
-    /// The same with per-row constants allowed in the suffix: rows at least twice the grid size long get their
-    /// own table (built when the row is reached) from there on. code.size() when none is in use.
+    /// The same with per-row constants allowed in the suffix: when those are program constants with one period
+    /// (per-channel BatchNormalization), compile() precomputes a table per constant row (at most max_row_tables
+    /// floats in all) and every row uses its own; otherwise row parts at least 4/3 of the grid size get a table
+    /// built when the row is reached. code.size() when none is in use.
     std::size_t row_table_at() const noexcept;
 
 private:
@@ -129,6 +133,10 @@ private:
         std::vector<float> table;
         std::size_t row_at = 0;  ///< per-row tables from here (code.size(): none); before `at`
         std::shared_ptr<const pw_program> row_sub;  ///< the suffix from row_at, evaluated per row on the grid
+        /// All row tables, when the suffix's per-row values are constants with one period: row_count tables of
+        /// grid + 1 entries, row p uses table p % row_period (p itself when row_period is 0).
+        std::vector<float> row_tables;
+        std::int64_t row_period = 0, row_count = 0;
         std::vector<pw_instr> code;    ///< what the table was built for
         std::vector<pw_quant> quants;
     };
