@@ -538,6 +538,33 @@ void fill_grid(const pw_quant& fq, float* t, std::int64_t G) {
     t[G] = std::numeric_limits<float>::quiet_NaN();
 }
 
+/// The same over the rows of a span, each row with its table (row_tables + key * (G + 1)), the grid kind
+/// dispatched once: short rows make the per-call setup matter.
+void vlut_rows(const vsrc& a, float* dst, std::int64_t n, const pw_quant& fq, std::int64_t f, std::int64_t Q,
+               const float* row_tables, std::int64_t period, std::int64_t rows, std::int64_t G) {
+    with_grid_kind(fq, [&]<rounding_mode R, scale_arithmetic A, bool Shortcut>() {
+        const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
+                     hi = _mm512_set1_ps(fq.hi);
+        const __m512i nan_idx = _mm512_set1_epi32(static_cast<std::int32_t>(G));
+        for (std::int64_t e = 0; e < n;) {
+            const std::int64_t pe = (f + e) / Q, m = std::min(n - e, Q - (f + e) % Q);
+            const std::int64_t key = period > 0 ? pe % period : pe;
+            // Rows past the constants cannot occur in a valid program (the reference would read past them too).
+            if (key < rows) {
+                const float* table = row_tables + key * (G + 1);
+                const vsrc ae = a.ptr ? vsrc{a.ptr + e, a.bounded, 0.0f} : a;
+                vloop1(ae, dst + e, true, m, [=](__m512 x, __m512) {
+                    const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+                    __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+                    idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q), nan_idx);
+                    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, table, 4);
+                });
+            }
+            e += m;
+        }
+    });
+}
+
 /// dst[i] = table[grid index of a[i]] (NaN: the last entry): a fake_quant and the program suffix after it at once.
 bool vlut_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq,
                    const float* table, std::int32_t nan_index) {
@@ -727,18 +754,8 @@ void pw_program::run_span(float* out, const float* const* inputs, std::int64_t f
             float* dst = to_out ? o : regs + ins.dst * stride;
             const vsrc a = src(ins.a);
             if (k == row_here && all_rows) {  // lookups in the precomputed tables, row segment by row segment
-                const pw_quant& fq = quants[static_cast<std::size_t>(ins.b.index)];
-                for (std::int64_t e = 0; e < n;) {
-                    const std::int64_t pe = (f + e) / Q, m = std::min(n - e, Q - (f + e) % Q);
-                    const std::int64_t key = lut->row_period > 0 ? pe % lut->row_period : pe;
-                    const float* table = lut->row_tables.data() + key * (row_grid + 1);
-                    const vsrc ae = a.ptr ? vsrc{a.ptr + e, a.bounded, 0.0f} : a;
-                    // A row without constants of its own (period 0, beyond them) cannot occur: the reference
-                    // would read past the constants as well; stay in bounds regardless.
-                    if (key < lut->row_count)
-                        vlut_dispatch(ae, o + e, true, m, fq, table, static_cast<std::int32_t>(row_grid));
-                    e += m;
-                }
+                vlut_rows(a, o, n, quants[static_cast<std::size_t>(ins.b.index)], f, Q, lut->row_tables.data(),
+                          lut->row_period, lut->row_count, row_grid);
                 break;
             }
             if (k == row_here) {  // this fake_quant and the rest: a lookup in the row's table
