@@ -1167,7 +1167,20 @@ struct executor::impl {
     void call_post(int id, const node* prod, tensor& value, bool must_copy, bool quantize) {
         bool copied = !must_copy;
         const std::string& name = names[static_cast<std::size_t>(id)];
-        if (quantize && value.type() == dtype::float32) {
+        if (quantize && value.type() == dtype::float32 && vq[static_cast<std::size_t>(id)].fusable) {
+            // Per-tensor grids on the executor's own pool with the program's kernel (bit-identical to
+            // fake_quant_): an OpenMP team here would spin next to the pool's threads after every region, which
+            // on a machine without spare cores made 2-thread simulated runs several times slower.
+            const pw_quant& pq = vq[static_cast<std::size_t>(id)].pq;
+            const float* src = value.f32();
+            tensor out = copied ? value : tensor::empty(value.shape());
+            float* dst = out.f32();
+            detail::parallel_range(value.numel(), 16384, [&](std::int64_t b, std::int64_t e) {
+                pw_fake_quant(src + b, dst + b, e - b, pq, static_cast<std::uint64_t>(b));
+            });
+            value = std::move(out);
+            copied = true;
+        } else if (quantize && value.type() == dtype::float32) {
             const value_quantizer& q = *vq[static_cast<std::size_t>(id)].q;
             if (!copied) {
                 value = fake_quant(value, q.params, q.options);
