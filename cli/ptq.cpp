@@ -1,6 +1,7 @@
 // quantsim ptq: post-training quantization of an ONNX model. Writes the FP32 model after any passes, its encodings
 // (AIMET format) and a QDQ model that ONNX Runtime runs.
 #include <filesystem>
+#include <unistd.h>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -96,7 +97,7 @@ int ptq_command(const std::vector<std::string>& argv) {
     po.adaround = a.flag("--adaround");
     if (a.value("--adaround-iters") && !po.adaround) throw cli::usage_error("--adaround-iters needs --adaround");
     po.adaround_opts.iterations = static_cast<int>(a.int_value("--adaround-iters", 10000, 1, 10000000));
-    po.adaround_opts.progress_bar = !quiet;
+    po.adaround_opts.progress_bar = !quiet && isatty(2);  // a redrawn line makes no sense in a log file
     po.adaround_opts.num_threads = static_cast<int>(threads);
     try {
         po.bias_correction = parse_bias_correction_method(a.value("--bias-correction").value_or("none"));

@@ -235,3 +235,33 @@ TEST_F(cli, corrupted_models_never_kill_it) {
 
 }  // namespace
 }  // namespace quantsim
+
+namespace quantsim {
+namespace {
+
+// The PTQ pipeline flags: every step runs on a small model and is reported; conflicting flags are usage errors.
+TEST_F(cli, ptq_pipeline_flags_run_every_step_and_reject_conflicts) {
+    const fs::path model = save_small_model();
+    save_npy(dir_ / "calib.npy", sample_input(8));
+    const std::string base = "ptq " + quote(model.string()) + " --calib " + path("calib.npy") + " --out " + path("out");
+    auto r = run(base + " --fold-bn --cle --bias-correction empirical --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    for (const char* step : {"\"fold_bn\"", "\"cle\"", "\"range_setting\"", "\"bias_correction\""})
+        EXPECT_NE(r.out.find(step), std::string::npos) << step << "\n" << r.out;
+    EXPECT_TRUE(fs::exists(dir_ / "out" / "model_qdq.onnx"));
+    r = run(base + " --param-bw 4 --adaround --adaround-iters 20 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"adaround\""), std::string::npos) << r.out;
+    r = run(base + " --adaround --bias-correction empirical");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("alternatives"), std::string::npos) << r.err;
+    r = run(base + " --bias-correction magic");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
+    r = run(base + " --adaround-iters 10");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--adaround-iters needs --adaround"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace quantsim
