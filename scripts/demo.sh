@@ -53,7 +53,7 @@ run_setting w8a8_per_tensor_sqnr --range sqnr
 run_setting w4a8_per_channel --param-bw 4 --per-channel
 run_setting w4a8_per_channel_adaround --param-bw 4 --per-channel --fold-bn --adaround --adaround-iters 1000
 run_setting w4a8_per_tensor --param-bw 4
-run_setting w4a8_per_tensor_cle_adaround --param-bw 4 --fold-bn --cle --adaround --adaround-iters 1000
+run_setting w4a8_per_tensor_cle_adaround --param-bw 4 --fold-bn --cle --param-range mse --adaround --adaround-iters 1000
 
 echo
 echo "PaddleOCR text-orientation classifier, $("$PY" -c "import numpy as np; print(len(np.load('$data/eval/Y.npy')))") rendered text lines (top-1 %):"
