@@ -109,8 +109,9 @@ public:
 
     /// Largest fake_quant grid (hi - lo + 1) that compile() tabulates.
     static constexpr std::int64_t max_table_grid = 1024;
-    /// Most floats compile() spends on precomputed per-row tables (see row_table_at).
-    static constexpr std::int64_t max_row_tables = std::int64_t{1} << 20;
+    /// Most floats (1 MiB) compile() spends on precomputed per-row tables (see row_table_at): 8-bit grids up to
+    /// 1019 channels; wider layers fall back to run-time row tables on long rows.
+    static constexpr std::int64_t max_row_tables = std::int64_t{1} << 18;
     /// Precomputes a shortcut for run_span/run_row (AVX-512 builds): the longest suffix of the program that starts
     /// at a deterministic fake_quant into a register and then reads only that grid value, its own registers and
     /// scalars is a function of the grid index, so it becomes a table of at most max_table_grid + 1 entries (NaN
