@@ -167,7 +167,15 @@ std::vector<layer_spec> find_layers(const graph& g, const quant_sim& sim, std::v
         L.weight = wname;
         L.input = n.inputs[0];
         L.output = n.outputs[0];
+        // Conv and Gemm take their bias as input 2; MatMul's comes from a following Add (below).
         const tensor* bias = nullptr;
+        if (n.op_type != "MatMul" && n.has_input(2)) {
+            if (!g.is_param(n.inputs[2])) {
+                skip("bias is not a parameter");
+                continue;
+            }
+            bias = &g.params.at(n.inputs[2]);
+        }
         if (n.op_type == "Conv") {
             if (w.rank() != 3 && w.rank() != 4) {
                 skip("only 1-D and 2-D convolutions are supported");
@@ -195,13 +203,6 @@ std::vector<layer_spec> find_layers(const graph& g, const quant_sim& sim, std::v
             }
             L.auto_pad = n.attr_string("auto_pad", "NOTSET");
             L.k = w.numel() / L.cout;
-            if (n.has_input(2)) {
-                if (!g.is_param(n.inputs[2])) {
-                    skip("bias is not a parameter");
-                    continue;
-                }
-                bias = &g.params.at(n.inputs[2]);
-            }
         } else {
             if (w.rank() != 2) {
                 skip("weight is not 2-D");
@@ -216,13 +217,6 @@ std::vector<layer_spec> find_layers(const graph& g, const quant_sim& sim, std::v
                 L.w_k_major = !tb;
                 L.cout = tb ? w.dim(0) : w.dim(1);
                 L.k = tb ? w.dim(1) : w.dim(0);
-                if (n.has_input(2)) {
-                    if (!g.is_param(n.inputs[2])) {
-                        skip("bias is not a parameter");
-                        continue;
-                    }
-                    bias = &g.params.at(n.inputs[2]);
-                }
             } else {
                 L.w_k_major = true;
                 L.cout = w.dim(1);
