@@ -7,6 +7,7 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <quantsim/core/error.hpp>
@@ -33,6 +34,27 @@ void print_usage(std::ostream& os) {
     for (const auto* c : sorted) width = std::max(width, c->name.size());
     for (const auto* c : sorted) os << "  " << c->name << std::string(width - c->name.size() + 3, ' ') << c->summary << '\n';
     os << "\nexit codes: 0 success, 1 bad input (message on stderr), 2 usage error\n";
+}
+
+// Messages quote names from the input files (node names, JSON keys, paths), which may hold newlines or terminal
+// control bytes: printed escaped, so that a failure is always exactly one line on stderr.
+std::string one_line(std::string_view m) {
+    static const char hex[] = "0123456789abcdef";
+    std::string r;
+    r.reserve(m.size());
+    for (const char ch : m) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '\n') r += "\\n";
+        else if (c == '\r') r += "\\r";
+        else if (c < 0x20 || c == 0x7f) {
+            r += "\\x";
+            r += hex[c >> 4];
+            r += hex[c & 15];
+        } else {
+            r += ch;
+        }
+    }
+    return r;
 }
 
 const command* find_command(const std::string& name) {
@@ -79,7 +101,7 @@ int run(int argc, char** argv) {
     try {
         return c->run(rest);
     } catch (const quantsim::cli::usage_error& e) {
-        std::cerr << "quantsim " << c->name << ": error: " << e.what() << "\n\n" << c->usage;
+        std::cerr << "quantsim " << c->name << ": error: " << one_line(e.what()) << "\n\n" << c->usage;
         return 2;
     }
 }
@@ -95,13 +117,13 @@ int main(int argc, char** argv) {
         if (!std::cout) return rc == 0 ? 1 : rc;
         return rc;
     } catch (const quantsim::error& e) {
-        std::cerr << "quantsim: error: " << quantsim::detail::bare_message(e) << '\n';
+        std::cerr << "quantsim: error: " << one_line(quantsim::detail::bare_message(e)) << '\n';
         return 1;
     } catch (const std::bad_alloc&) {
         std::cerr << "quantsim: error: out of memory\n";
         return 1;
     } catch (const std::exception& e) {
-        std::cerr << "quantsim: error: " << e.what() << '\n';
+        std::cerr << "quantsim: error: " << one_line(e.what()) << '\n';
         return 1;
     } catch (...) {
         std::cerr << "quantsim: error: unknown failure\n";

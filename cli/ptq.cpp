@@ -6,9 +6,11 @@
 #include <iostream>
 #include <sstream>
 
+#include <quantsim/io/file.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ptq/pipeline.hpp>
+#include <quantsim/sim/encodings.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 #include "command.hpp"
@@ -198,9 +200,17 @@ int ptq_command(const std::vector<std::string>& argv) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) QUANTSIM_THROW(io_error, "cannot create output folder '", dir.string(), "': ", ec.message());
-    save_onnx(sim.model(), dir / "model.onnx");
-    sim.export_encodings(dir / "model.encodings.json", version);
-    sim.export_qdq(dir / "model_qdq.onnx", opset);
+    // All three serialized first, then written as one unit: a failure leaves an earlier run's outputs intact.
+    {
+        const graph qdq = sim.qdq_model(opset);
+        onnx_save_options qo;
+        qo.opset = qdq.opset;
+        const std::pair<std::filesystem::path, std::string> files[] = {
+            {dir / "model.onnx", save_onnx_to_string(sim.model())},
+            {dir / "model.encodings.json", write_encodings(sim.encodings(), version)},
+            {dir / "model_qdq.onnx", save_onnx_to_string(qdq, qo)}};
+        write_files_atomic(files);
+    }
     if (!quiet) std::cerr << "wrote " << (dir / "model.onnx").string() << ", model.encodings.json, model_qdq.onnx\n";
     json << ", \"out\": \"" << json_escape(dir.string()) << "\"}";
     std::cout << json.str() << std::endl;

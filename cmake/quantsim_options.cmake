@@ -2,7 +2,10 @@
 # benchmarks, CLI, examples) calls quantsim_configure_target() so that flags never leak to consumers.
 function(quantsim_configure_target target)
   if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow=local -Wno-unknown-pragmas)
+    target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unknown-pragmas)
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      target_compile_options(${target} PRIVATE -Wshadow=local)  # clang has no '=local' form (fuzz builds use clang)
+    endif()
     # GCC 12 reports false -Wrestrict warnings inside libstdc++ for `"literal" + std::string` at -O2 (GCC bug
     # 105329); they say nothing about our code.
     if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 12
@@ -20,5 +23,9 @@ function(quantsim_configure_target target)
     string(REPLACE ";" "," _san "${QUANTSIM_SANITIZE}")
     target_compile_options(${target} PRIVATE -fsanitize=${_san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
     target_link_options(${target} PRIVATE -fsanitize=${_san})
+  endif()
+  if(QUANTSIM_BUILD_FUZZERS)
+    # Coverage instrumentation for libFuzzer in every target; only the fuzz_* programs link libFuzzer's main.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
   endif()
 endfunction()

@@ -84,46 +84,77 @@ void commit(const fs::path& tmp, const fs::path& path) {
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, std::span<const std::byte> bytes) {
+namespace {
+
+// Writes `bytes` into a new temporary file next to `path`, flushed to disk; returns its name. On failure the
+// temporary file is removed and io_error names `path`.
+fs::path write_temp(const fs::path& path, std::span<const std::byte> bytes) {
     check_target(path);
     const fs::path tmp = temp_path_for(path);
 #if QUANTSIM_POSIX_FILES
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': ", errno_text(errno));
+    auto fail = [&](int e, bool close_fd) {
+        if (close_fd) ::close(fd);
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': ", errno_text(e));
+    };
     const auto* p = reinterpret_cast<const char*>(bytes.data());
     std::size_t left = bytes.size();
     while (left > 0) {
         const ssize_t w = ::write(fd, p, left);
         if (w < 0) {
             if (errno == EINTR) continue;
-            const int e = errno;
-            ::close(fd);
-            std::error_code ec;
-            fs::remove(tmp, ec);
-            QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': ", errno_text(e));
+            fail(errno, true);
         }
         p += w;
         left -= static_cast<std::size_t>(w);
     }
-    if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-        const int e = errno;
-        ::close(fd);
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': ", errno_text(e));
-    }
-    if (::close(fd) != 0) {
-        const int e = errno;
-        std::error_code ec;
-        fs::remove(tmp, ec);
-        QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': ", errno_text(e));
-    }
-    commit(tmp, path);
+    if (::fsync(fd) != 0 && errno != EINVAL && errno != EROFS) fail(errno, true);
+    if (::close(fd) != 0) fail(errno, false);
 #else
-    write_file_atomic(path, [&](std::ostream& os) {
+    std::error_code ec;
+    try {
+        std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
+        if (!os) QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': cannot create a file in its folder");
         os.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    });
+        os.close();
+        if (os.fail()) QUANTSIM_THROW(io_error, "cannot write '", path.string(), "': write failed (disk full?)");
+    } catch (...) {
+        fs::remove(tmp, ec);
+        throw;
+    }
 #endif
+    return tmp;
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, std::span<const std::byte> bytes) { commit(write_temp(path, bytes), path); }
+
+void write_files_atomic(std::span<const std::pair<fs::path, std::string>> files) {
+    // Every temporary file first: a failure here (full disk, a target that is a directory, a missing folder) must
+    // leave every target as it was.
+    std::vector<fs::path> temps;
+    temps.reserve(files.size());
+    try {
+        for (const auto& [path, bytes] : files)
+            temps.push_back(write_temp(path, std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size())));
+    } catch (...) {
+        std::error_code ec;
+        for (const auto& t : temps) fs::remove(t, ec);
+        throw;
+    }
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        try {
+            commit(temps[i], files[i].first);
+        } catch (...) {
+            std::error_code ec;
+            for (std::size_t k = i + 1; k < temps.size(); ++k) fs::remove(temps[k], ec);
+            throw;
+        }
+    }
 }
 
 void write_file_atomic(const fs::path& path, std::string_view bytes) {

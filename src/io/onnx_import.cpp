@@ -145,7 +145,8 @@ tensor tensor_from_proto(const onnx::TensorProto& p, const import_context& ctx, 
         QUANTSIM_THROW(parse_error, what, ": holds both raw/external data and typed data fields");
     if (typed_fields > 1) QUANTSIM_THROW(parse_error, what, ": holds data in more than one typed field");
 
-    tensor t = tensor::empty(shape, *type);  // size checked above; real content is verified before filling
+    // The tensor is allocated only after the bytes or values that fill it are known to be present: a few bytes of
+    // protobuf may claim any shape up to max_tensor_bytes(), and must not make quantsim allocate it.
     if (external) {
         std::string location;
         std::optional<std::uint64_t> offset, length;
@@ -167,6 +168,7 @@ tensor tensor_from_proto(const onnx::TensorProto& p, const import_context& ctx, 
                            location, "' (", fsize, " bytes)");
         std::ifstream is(file, std::ios::binary);
         if (!is) QUANTSIM_THROW(io_error, what, ": cannot open external data file '", file.string(), "'");
+        tensor t = tensor::empty(shape, *type);
         is.seekg(static_cast<std::streamoff>(off));
         std::vector<std::uint8_t> buf;
         if (*type == dtype::int4 || *type == dtype::uint4 || std::endian::native == std::endian::big) {
@@ -189,6 +191,7 @@ tensor tensor_from_proto(const onnx::TensorProto& p, const import_context& ctx, 
         if (raw.size() != need)
             QUANTSIM_THROW(parse_error, what, ": raw_data has ", raw.size(), " bytes but shape ", to_string(shape),
                            " of ", name_of(*type), " needs ", need);
+        tensor t = tensor::empty(shape, *type);
         fill_from_bytes(t, reinterpret_cast<const std::uint8_t*>(raw.data()));
         return t;
     }
@@ -197,6 +200,26 @@ tensor tensor_from_proto(const onnx::TensorProto& p, const import_context& ctx, 
             QUANTSIM_THROW(parse_error, what, ": ", field, " has ", have, " values but shape ", to_string(shape),
                            " needs ", want);
     };
+    // Typed fields: the count must match before allocating (same reason as above).
+    {
+        std::int64_t have = 0;
+        const char* field = "int32_data";
+        std::int64_t want = n;
+        switch (*type) {
+            case dtype::float32: have = p.float_data_size(); field = "float_data"; break;
+            case dtype::float64: have = p.double_data_size(); field = "double_data"; break;
+            case dtype::int64: have = p.int64_data_size(); field = "int64_data"; break;
+            case dtype::int4:
+            case dtype::uint4:
+                have = p.int32_data_size();
+                field = "int32_data (packed int4)";
+                want = static_cast<std::int64_t>(need);
+                break;
+            default: have = p.int32_data_size(); break;
+        }
+        count_check(have, want, field);
+    }
+    tensor t = tensor::empty(shape, *type);
     switch (*type) {
         case dtype::float32:
             count_check(p.float_data_size(), n, "float_data");

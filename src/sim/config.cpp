@@ -1,6 +1,8 @@
 // Parser and resolver for AIMET-format quantsim configurations.
 #include <quantsim/sim/config.hpp>
 
+#include <quantsim/io/file.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -369,12 +371,9 @@ quantsim_config quantsim_config::parse(std::string_view text, std::string_view s
 }
 
 quantsim_config quantsim_config::load(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) QUANTSIM_THROW(io_error, "cannot open config file '", path.string(), "'");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) QUANTSIM_THROW(io_error, "cannot read config file '", path.string(), "'");
-    return parse(ss.str(), path.string());
+    // Configs are a few KiB; the cap keeps a wrong path (a model, a device, /dev/zero) from exhausting memory.
+    // read_file_string names the path and tells a missing file from a folder.
+    return parse(read_file_string(path, std::size_t{64} << 20), path.string());
 }
 
 std::string quantsim_config::to_json() const {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <utility>
 
 #include <quantsim/io/file.hpp>
 
@@ -56,6 +58,28 @@ TEST_F(atomic_write, bad_targets_are_io_errors) {
     EXPECT_THROW(read_file_bytes(dir_ / "nothing"), io_error);
     write_file_atomic(dir_ / "big", std::string(100, 'x'));
     EXPECT_THROW(read_file_bytes(dir_ / "big", 10), resource_error);
+}
+
+TEST_F(atomic_write, several_files_are_written_as_one_unit) {
+    const std::pair<fs::path, std::string> first[] = {{dir_ / "a.onnx", "model 1"}, {dir_ / "a.json", "encodings 1"}};
+    write_files_atomic(first);
+    EXPECT_EQ(read_file_string(dir_ / "a.onnx"), "model 1");
+    EXPECT_EQ(read_file_string(dir_ / "a.json"), "encodings 1");
+
+    // The last target cannot be written (it is a folder): nothing is replaced, no temporary file remains.
+    fs::create_directories(dir_ / "a_qdq.onnx");
+    const std::pair<fs::path, std::string> second[] = {
+        {dir_ / "a.onnx", "model 2"}, {dir_ / "a.json", "encodings 2"}, {dir_ / "a_qdq.onnx", "qdq 2"}};
+    EXPECT_THROW(write_files_atomic(second), io_error);
+    EXPECT_EQ(read_file_string(dir_ / "a.onnx"), "model 1");
+    EXPECT_EQ(read_file_string(dir_ / "a.json"), "encodings 1");
+    EXPECT_EQ(file_count(), 3u) << "only a.onnx, a.json and the folder a_qdq.onnx";
+
+    // Same with a target in a folder that does not exist.
+    const std::pair<fs::path, std::string> third[] = {{dir_ / "a.onnx", "model 3"}, {dir_ / "nowhere" / "b", "x"}};
+    EXPECT_THROW(write_files_atomic(third), io_error);
+    EXPECT_EQ(read_file_string(dir_ / "a.onnx"), "model 1");
+    EXPECT_EQ(file_count(), 3u);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <quantsim/core/error.hpp>
@@ -20,6 +21,12 @@ namespace quantsim {
 /// thrown naming the path and the reason.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes);
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
+
+/// Writes several files as one unit (e.g. a model and its encodings): every content is written to a temporary file
+/// next to its target first, and only when all of them are complete are they renamed over their targets. A failure
+/// while writing (full disk, a target that is a directory, a missing folder) leaves every target intact and removes
+/// every temporary file. The renames are separate steps: a crash between two of them can leave some targets new.
+void write_files_atomic(std::span<const std::pair<std::filesystem::path, std::string>> files);
 
 /// Streaming variant: `writer` writes the content into the stream (binary mode). If it throws, or the stream
 /// fails, nothing is replaced and the exception (or an io_error) propagates.
