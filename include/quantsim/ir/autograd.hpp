@@ -121,6 +121,8 @@ public:
     void set_training(bool training) noexcept;
     bool training() const noexcept;
     void set_num_threads(int n) noexcept;
+    /// BatchNormalization running statistics in training mode: running = m * running + (1 - m) * batch.
+    void set_bn_momentum(float m) noexcept;
 
     /// Transforms by value name (a parameter, model input or node output); invalid_argument for unknown names.
     void set_transform(const std::string& value, value_transform t);

@@ -159,6 +159,7 @@ bool autograd_tape::is_variable(std::string_view p) const { return impl_->variab
 void autograd_tape::set_training(bool t) noexcept { impl_->opt.training = t; }
 bool autograd_tape::training() const noexcept { return impl_->opt.training; }
 void autograd_tape::set_num_threads(int n) noexcept { impl_->opt.num_threads = n; }
+void autograd_tape::set_bn_momentum(float m) noexcept { impl_->opt.bn_momentum = m; }
 
 void autograd_tape::set_transform(const std::string& value, value_transform t) {
     const int id = impl_->find_id(value);
