@@ -3,15 +3,18 @@
 #   scripts/setup.sh            build and test dependencies (apt-get, only for absent packages)
 #   scripts/setup.sh --peers    also ONNX Runtime for Node and the PaddleOCR models into .peers/ (npm)
 #   scripts/setup.sh --torch    also Debian's python3-torch (golden vectors, PyTorch benchmarks)
+#   scripts/setup.sh --fuzz     also clang and libFuzzer (make fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_peers=0
 want_torch=0
+want_fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --peers) want_peers=1 ;;
     --torch) want_torch=1 ;;
+    --fuzz) want_fuzz=1 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -20,6 +23,7 @@ packages=(build-essential cmake git pkg-config libeigen3-dev libgtest-dev libgmo
           nlohmann-json3-dev libfmt-dev libonnx-dev libprotobuf-dev protobuf-compiler
           python3 python3-numpy python3-pil fonts-dejavu-core nodejs npm)
 [ "$want_torch" = 1 ] && packages+=(python3-torch python3-torchvision python3-onnx)
+[ "$want_fuzz" = 1 ] && packages+=(clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

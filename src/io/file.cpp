@@ -180,6 +180,22 @@ void write_file_atomic(const fs::path& path, const std::function<void(std::ostre
     commit(tmp, path);
 }
 
+std::uint64_t physical_memory_bytes() noexcept {
+#if QUANTSIM_POSIX_FILES && defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
+#endif
+    return 0;
+}
+
+void check_fits_in_memory(std::uint64_t bytes, const std::string& what) {
+    static const std::uint64_t physical = physical_memory_bytes();
+    if (physical != 0 && bytes > physical)
+        QUANTSIM_THROW(resource_error, what, ": needs ", bytes >> 20, " MiB, more than this machine's ", physical >> 20,
+                       " MiB of memory");
+}
+
 std::vector<std::byte> read_file_bytes(const fs::path& path, std::size_t max_bytes) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) QUANTSIM_THROW(io_error, "cannot read '", path.string(), "': it is a directory");
@@ -191,6 +207,7 @@ std::vector<std::byte> read_file_bytes(const fs::path& path, std::size_t max_byt
     const auto size = static_cast<std::uint64_t>(end);
     if (size > max_bytes)
         QUANTSIM_THROW(resource_error, "'", path.string(), "' is ", size, " bytes, above the limit of ", max_bytes, " bytes");
+    check_fits_in_memory(size, "'" + path.string() + "'");
     is.seekg(0, std::ios::beg);
     std::vector<std::byte> data(static_cast<std::size_t>(size));
     if (size && !is.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))

@@ -321,6 +321,7 @@ tensor load_npy(const std::filesystem::path& path, const npy_load_options& optio
     if (have != need)
         QUANTSIM_THROW(parse_error, what, ": shape ", to_string(h.shape), " of ", name_of(h.type), " needs ", need,
                        " data bytes but the file has ", have);
+    check_fits_in_memory(need, what);
     tensor t = tensor::empty(h.shape, h.type);
     is.seekg(static_cast<std::streamoff>(h.data_offset));
     if (need && !is.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(need)))

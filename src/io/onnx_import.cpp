@@ -168,6 +168,7 @@ tensor tensor_from_proto(const onnx::TensorProto& p, const import_context& ctx, 
                            location, "' (", fsize, " bytes)");
         std::ifstream is(file, std::ios::binary);
         if (!is) QUANTSIM_THROW(io_error, what, ": cannot open external data file '", file.string(), "'");
+        check_fits_in_memory(need, what);
         tensor t = tensor::empty(shape, *type);
         is.seekg(static_cast<std::streamoff>(off));
         std::vector<std::uint8_t> buf;
@@ -835,6 +836,8 @@ graph parse_and_import(google::protobuf::io::ZeroCopyInputStream& input, std::si
                        std::min<std::size_t>(INT_MAX, options.max_model_bytes),
                        "-byte limit of a single protobuf message; store the weights as external data");
     if (size == 0) QUANTSIM_THROW(parse_error, "the file is empty");
+    // The parsed message takes at least as much memory as its serialized size.
+    check_fits_in_memory(size, "the model");
     onnx::ModelProto model;
     {
         google::protobuf::io::CodedInputStream cis(&input);

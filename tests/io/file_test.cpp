@@ -82,5 +82,18 @@ TEST_F(atomic_write, several_files_are_written_as_one_unit) {
     EXPECT_EQ(file_count(), 3u);
 }
 
+TEST(memory_bound, sizes_above_physical_memory_are_resource_errors) {
+    const std::uint64_t physical = physical_memory_bytes();
+    ASSERT_GT(physical, 0u) << "sysconf reports no physical memory on this system";
+    EXPECT_NO_THROW(check_fits_in_memory(1 << 20, "small"));
+    try {
+        check_fits_in_memory(physical + 1, "'big.npy'");
+        ADD_FAILURE() << "no error for " << physical + 1 << " bytes";
+    } catch (const resource_error& e) {
+        EXPECT_NE(std::string(e.what()).find("'big.npy'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("memory"), std::string::npos) << e.what();
+    }
+}
+
 }  // namespace
 }  // namespace quantsim

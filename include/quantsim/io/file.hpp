@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <ostream>
@@ -31,6 +32,12 @@ void write_files_atomic(std::span<const std::pair<std::filesystem::path, std::st
 /// Streaming variant: `writer` writes the content into the stream (binary mode). If it throws, or the stream
 /// fails, nothing is replaced and the exception (or an io_error) propagates.
 void write_file_atomic(const std::filesystem::path& path, const std::function<void(std::ostream&)>& writer);
+
+/// The machine's physical memory in bytes (0 when it cannot be determined).
+std::uint64_t physical_memory_bytes() noexcept;
+/// Throws resource_error naming `what` when `bytes` (a size taken from a file, about to be allocated) exceeds the
+/// machine's physical memory: such a file would otherwise end in std::bad_alloc or the OOM killer, not a message.
+void check_fits_in_memory(std::uint64_t bytes, const std::string& what);
 
 /// Reads a whole file. Files larger than `max_bytes` are a resource_error; a missing or unreadable file an
 /// io_error naming the path.
