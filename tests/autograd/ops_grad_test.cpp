@@ -4,6 +4,7 @@
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/detail/autograd_kernels.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
 
