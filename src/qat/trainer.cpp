@@ -71,6 +71,44 @@ tensor gather_rows(const tensor& x, const std::vector<std::int64_t>& rows) {
     return r;
 }
 
+// Group (channel) of each element for per-tensor / per-channel encodings.
+struct group_map {
+    std::int64_t inner = 1, dim = 1;
+    bool per_channel = false;
+    std::int64_t operator()(std::int64_t i) const { return per_channel ? (i / inner) % dim : 0; }
+};
+group_map groups_of(const quant_params& p, const shape_t& shape) {
+    group_map g;
+    if (p.gran.kind != granularity_kind::per_channel) return g;
+    const int a = normalize_axis(p.gran.axis, static_cast<int>(shape.size()), "quantizer axis");
+    g.per_channel = true;
+    g.dim = shape[static_cast<std::size_t>(a)];
+    for (std::size_t k = static_cast<std::size_t>(a) + 1; k < shape.size(); ++k) g.inner *= shape[k];
+    return g;
+}
+
+// Oscillation state of one weight tensor.
+struct osc_state {
+    std::string weight;
+    qstate* st = nullptr;
+    bool tracked = false;  // oscillation tracking / freezing (bit width small enough)
+    bool initialized = false;
+    std::vector<std::int32_t> prev;
+    std::vector<std::int8_t> dir;
+    std::vector<float> freq, ema;
+    std::vector<std::uint8_t> frozen;
+    std::vector<std::int32_t> frozen_int;
+};
+
+// Schedules of the oscillation paper: nothing before 25 % of the run, then a cosine.
+double late_cosine(std::int64_t t, std::int64_t total, double from, double to, double before) {
+    if (total <= 0) return to;
+    const double t0 = 0.25 * static_cast<double>(total);
+    if (static_cast<double>(t) < t0) return before;
+    const double p = std::min(1.0, (static_cast<double>(t) - t0) / std::max(1.0, static_cast<double>(total) - t0));
+    return to + 0.5 * (from - to) * (1 + std::cos(3.14159265358979323846 * p));
+}
+
 }  // namespace
 
 struct qat_trainer::impl {
@@ -85,6 +123,85 @@ struct qat_trainer::impl {
     std::map<std::string, qstate*, std::less<>> by_owner;
     optimizer wopt, qopt;
     std::int64_t steps_done = 0;
+    std::int64_t total_steps = 0;
+    std::vector<osc_state> osc;
+
+    // Integer grid value of each element of w under the state's encoding.
+    static void integers(const tensor& w, const qstate& st, std::vector<std::int32_t>& out) {
+        const group_map gm = groups_of(st.p, w.shape());
+        const auto r = st.p.range();
+        out.resize(static_cast<std::size_t>(w.numel()));
+        const float* x = w.f32();
+        for (std::int64_t i = 0; i < w.numel(); ++i) {
+            const auto k = static_cast<std::size_t>(gm(i));
+            const double v = std::nearbyint(static_cast<double>(x[i]) / st.p.scale[k]) + st.p.zero_point[k];
+            out[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(std::clamp<double>(v, static_cast<double>(r.qmin), static_cast<double>(r.qmax)));
+        }
+    }
+
+    // Tracks flips of the updated weight w (new encodings) and applies freezing to it.
+    void track(osc_state& o, tensor& w, double threshold) {
+        std::vector<std::int32_t> cur;
+        integers(w, *o.st, cur);
+        const std::size_t n = cur.size();
+        const float m = static_cast<float>(opt.oscillation_momentum);
+        if (!o.initialized) {
+            o.prev = cur;
+            o.dir.assign(n, 0);
+            o.freq.assign(n, 0.0f);
+            o.ema.assign(cur.begin(), cur.end());
+            o.frozen.assign(n, 0);
+            o.frozen_int.assign(n, 0);
+            o.initialized = true;
+            return;
+        }
+        const group_map gm = groups_of(o.st->p, w.shape());
+        float* x = w.f32();
+        for (std::size_t i = 0; i < n; ++i) {
+            if (o.frozen[i]) {
+                const auto k = static_cast<std::size_t>(gm(static_cast<std::int64_t>(i)));
+                x[i] = static_cast<float>(o.frozen_int[i] - o.st->p.zero_point[k]) * o.st->p.scale[k];
+                continue;
+            }
+            const std::int32_t d = cur[i] - o.prev[i];
+            float osc_event = 0.0f;
+            if (d != 0) {
+                const std::int8_t sd = d > 0 ? 1 : -1;
+                if (sd == -o.dir[i]) osc_event = 1.0f;
+                o.dir[i] = sd;
+            }
+            o.prev[i] = cur[i];
+            o.freq[i] = m * osc_event + (1 - m) * o.freq[i];
+            o.ema[i] = m * static_cast<float>(cur[i]) + (1 - m) * o.ema[i];
+            if (opt.freezing && threshold > 0 && o.freq[i] > threshold) {
+                o.frozen[i] = 1;
+                o.frozen_int[i] = static_cast<std::int32_t>(std::nearbyint(o.ema[i]));
+                const auto k = static_cast<std::size_t>(gm(static_cast<std::int64_t>(i)));
+                x[i] = static_cast<float>(o.frozen_int[i] - o.st->p.zero_point[k]) * o.st->p.scale[k];
+            }
+        }
+    }
+
+    // Adds the dampening gradient to g; returns the dampening loss (lambda included).
+    static double dampen(const tensor& w, const qstate& st, double lambda, tensor& g) {
+        const tensor q = fake_quant(w, st.p, st.qopt);
+        const group_map gm = groups_of(st.p, w.shape());
+        const auto r = st.p.range();
+        const double norm = w.shape().empty() || w.shape()[0] == 0 ? 1.0 : static_cast<double>(w.numel()) / static_cast<double>(w.shape()[0]);
+        double loss = 0;
+        const float* x = w.f32();
+        float* gp = g.f32();
+        for (std::int64_t i = 0; i < w.numel(); ++i) {
+            const auto k = static_cast<std::size_t>(gm(i));
+            const double s = st.p.scale[k], zp = st.p.zero_point[k];
+            const double lo = (static_cast<double>(r.qmin) - zp) * s, hi = (static_cast<double>(r.qmax) - zp) * s;
+            const double c = std::clamp<double>(x[i], lo, hi);
+            const double d = q.f32()[i] - c;
+            loss += d * d;
+            if (x[i] >= lo && x[i] <= hi) gp[i] += static_cast<float>(lambda * 2 * (c - q.f32()[i]) / norm);
+        }
+        return lambda * loss / norm;
+    }
 
     qstate* state_for(const std::string& owner) {
         if (auto it = by_owner.find(owner); it != by_owner.end()) return it->second;
@@ -232,6 +349,21 @@ qat_trainer::qat_trainer(quant_sim& sim, qat_options options) : impl_(std::make_
         st.g2.assign(st.p.size(), 0.0f);
     }
     for (const auto& [name, st] : attach) m.tape->set_transform(name, m.transform_of(st));
+    if (m.opt.freezing || m.opt.dampening) m.opt.track_oscillations = m.opt.track_oscillations || m.opt.freezing;
+    if (!(m.opt.oscillation_momentum > 0 && m.opt.oscillation_momentum <= 1))
+        QUANTSIM_THROW(invalid_argument, "qat_options: oscillation_momentum ", m.opt.oscillation_momentum, " is outside (0, 1]");
+    if (m.opt.track_oscillations || m.opt.dampening) {
+        const std::set<std::string> trained(m.trainable.begin(), m.trainable.end());
+        for (const auto& [name, st] : attach) {
+            if (!g.is_param(name) || !trained.count(name) || g.params.at(name).rank() < 2) continue;
+            if (st->p.gran.kind == granularity_kind::per_block) continue;
+            osc_state o;
+            o.weight = name;
+            o.st = st;
+            o.tracked = m.opt.track_oscillations && st->p.bitwidth <= m.opt.oscillation_max_bits;
+            m.osc.push_back(std::move(o));
+        }
+    }
 }
 
 qat_trainer::~qat_trainer() = default;
@@ -259,13 +391,24 @@ qat_step_info qat_trainer::train_step(const tensor& x, const tensor& labels, dou
         std::fill(st.g2.begin(), st.g2.end(), 0.0f);
     }
     auto grads = m.tape->backward({{m.logits, ce.grad}}, m.trainable);
+    double damp_loss = 0;
+    if (m.opt.dampening) {
+        const double lambda = late_cosine(m.steps_done, m.total_steps, 0.0, m.opt.dampening_lambda, 0.0);
+        if (lambda > 0)
+            for (auto& o : m.osc) {
+                tensor g = grads.at(o.weight).clone();
+                damp_loss += impl::dampen(m.tape->param(o.weight), *o.st, lambda, g);
+                grads[o.weight] = g;
+            }
+    }
     const double wlr = m.opt.weight_optimizer.lr * lr_scale, qlr = m.opt.quantizer_optimizer.lr * lr_scale;
     m.wopt.step();
+    std::map<std::string, tensor> updated;
     for (const auto& name : m.trainable) {
         tensor p = m.tape->param(name).clone();  // the tape's graph shares storage with the sim's model
         const tensor& gr = grads.at(name);
         m.wopt.update(name, p.f32(), gr.f32(), p.numel(), wlr, m.decay.count(name) != 0);
-        m.tape->set_param(name, std::move(p));
+        updated[name] = std::move(p);
     }
     m.qopt.step();
     for (auto& st : m.states) {
@@ -280,9 +423,16 @@ qat_step_info qat_trainer::train_step(const tensor& x, const tensor& labels, dou
         }
         st.refresh();
     }
+    if (m.opt.track_oscillations) {
+        const double th = late_cosine(m.steps_done, m.total_steps, m.opt.freeze_threshold, m.opt.freeze_threshold_final, 0.0);
+        for (auto& o : m.osc)
+            if (o.tracked) m.track(o, updated.at(o.weight), th);
+    }
+    for (auto& [name, p] : updated) m.tape->set_param(name, std::move(p));
     qat_step_info info;
     info.step = m.steps_done++;
-    info.loss = ce.loss;
+    info.loss = ce.loss + damp_loss;
+    info.dampening_loss = damp_loss;
     info.lr = wlr;
     info.correct = ce.correct;
     info.count = x.shape()[0];
@@ -308,6 +458,7 @@ std::vector<qat_epoch_info> qat_trainer::fit(const tensor& x, const tensor& labe
     std::vector<qat_epoch_info> history;
     std::vector<std::int64_t> order(static_cast<std::size_t>(n));
     std::int64_t step = 0;
+    m.total_steps = m.steps_done + total;
     for (int e = 0; e < m.opt.epochs; ++e) {
         const auto t0 = std::chrono::steady_clock::now();
         std::iota(order.begin(), order.end(), 0);
@@ -376,6 +527,24 @@ void qat_trainer::reestimate_bn_statistics(const tensor& x, int batch_size, int 
     m.tape->clear_tape();
     m.tape->set_bn_momentum(m.opt.bn_momentum);
     m.tape->set_training(m.opt.bn_training);
+}
+
+void qat_trainer::set_total_steps(std::int64_t steps) noexcept { impl_->total_steps = steps; }
+
+qat_oscillation_stats qat_trainer::oscillation_stats() const {
+    qat_oscillation_stats r;
+    double fsum = 0;
+    for (const auto& o : impl_->osc) {
+        if (!o.tracked || !o.initialized) continue;
+        for (std::size_t i = 0; i < o.freq.size(); ++i) {
+            ++r.tracked;
+            fsum += o.freq[i];
+            r.oscillating += o.freq[i] > impl_->opt.freeze_threshold_final;
+            r.frozen += o.frozen[i];
+        }
+    }
+    r.mean_frequency = r.tracked ? fsum / static_cast<double>(r.tracked) : 0.0;
+    return r;
 }
 
 std::optional<quant_params> qat_trainer::encoding(std::string_view name) const {

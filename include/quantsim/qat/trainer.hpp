@@ -50,6 +50,30 @@ struct qat_options {
     std::uint64_t seed = 0;    ///< shuffling of the training set per epoch
     /// The value the loss reads. Empty: the input of the final Softmax when the model ends in one, else output 0.
     std::string logits{};
+
+    // ---- weight oscillations (Nagel et al., "Overcoming Oscillations in QAT", 2022; docs/qat.md) ----------------
+    /// Track integer flips of weights with at most oscillation_max_bits (implied by dampening and freezing).
+    bool track_oscillations = false;
+    int oscillation_max_bits = 4;
+    /// EMA momentum m of the oscillation frequency f = m * o + (1 - m) * f and of each weight's integer value.
+    double oscillation_momentum = 0.01;
+    /// Dampening: loss += lambda * sum((q(w) - clip(w, grid))^2) / (numel / dim0) per weight (q(w) constant);
+    /// lambda follows a cosine from 0 to dampening_lambda from 25 % of the run on.
+    bool dampening = false;
+    double dampening_lambda = 0.1;
+    /// Iterative freezing: a weight whose frequency exceeds the threshold is fixed at the rounded EMA of its integer
+    /// value for the rest of training. The threshold follows a cosine from freeze_threshold to
+    /// freeze_threshold_final from 25 % of the run on (nothing is frozen before).
+    bool freezing = false;
+    double freeze_threshold = 0.1;
+    double freeze_threshold_final = 0.01;
+};
+
+struct qat_oscillation_stats {
+    std::int64_t tracked = 0;      ///< weights tracked
+    std::int64_t oscillating = 0;  ///< frequency above freeze_threshold_final
+    std::int64_t frozen = 0;
+    double mean_frequency = 0;
 };
 
 struct qat_step_info {
@@ -57,6 +81,7 @@ struct qat_step_info {
     int epoch = 0;
     double loss = 0;
     double lr = 0;          ///< the weights' learning rate of this step
+    double dampening_loss = 0;  ///< the dampening term added to the loss (0 without dampening)
     std::int64_t correct = 0;
     std::int64_t count = 0;
     double seconds = 0;
@@ -101,6 +126,11 @@ public:
     /// Re-estimates BatchNormalization running statistics as the average of batch statistics of the quantized
     /// model over up to max_batches batches (needed after bn_training).
     void reestimate_bn_statistics(const tensor& x, int batch_size = 64, int max_batches = 16);
+
+    /// Length of the run for the schedules of train_step (fit sets it); 0 = no decay.
+    void set_total_steps(std::int64_t steps) noexcept;
+    /// Oscillation tracking so far (zeros when not tracking).
+    qat_oscillation_stats oscillation_stats() const;
 
     /// The current encoding of a quantizer (by tensor name) as trained.
     std::optional<quant_params> encoding(std::string_view tensor_name) const;
