@@ -302,7 +302,8 @@ quantsim_config quantsim_config::parse(std::string_view text, std::string_view s
     json root;
     try {
         root = json::parse(text.begin(), text.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // Not only parse_error: a number too large for a double ("1e999") is out_of_range (406).
         QUANTSIM_THROW(config_error, source, ": not valid JSON: ", e.what());
     }
     reader rd{source};

@@ -544,7 +544,8 @@ encodings_file read_encodings(std::string_view text, std::string_view source) {
     json root;
     try {
         root = json::parse(text.begin(), text.end());
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // Not only parse_error: a number too large for a double ("1e999") is out_of_range (406).
         QUANTSIM_THROW(config_error, source, ": not valid JSON: ", e.what());
     }
     if (!root.is_object()) rd.fail("top level", "expected an object");
