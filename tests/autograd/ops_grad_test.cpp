@@ -281,6 +281,28 @@ TEST(GradCheck, PoolingShapesAndSoftmax) {
     }
 }
 
+TEST(GradCheck, MaxPool) {
+    std::mt19937 rng = seeded(14);
+    SEED_TRACE(14);
+    for (const auto& attrs : std::vector<qs::attribute_map>{
+             {{"kernel_shape", std::vector<std::int64_t>{2, 2}}, {"strides", std::vector<std::int64_t>{2, 2}}},
+             {{"kernel_shape", std::vector<std::int64_t>{3, 3}}, {"strides", std::vector<std::int64_t>{2, 1}},
+              {"pads", std::vector<std::int64_t>{1, 1, 1, 1}}},
+             {{"kernel_shape", std::vector<std::int64_t>{3, 2}}, {"ceil_mode", std::int64_t{1}},
+              {"strides", std::vector<std::int64_t>{2, 2}}}}) {
+        graph_builder b;
+        auto x = b.input("x", {2, 3, 7, 6});
+        b.output(b.node("MaxPool", {x}, attrs));
+        // Distinct values (no ties within a window).
+        tensor x0 = tensor::empty({2, 3, 7, 6});
+        std::vector<float> v(static_cast<std::size_t>(x0.numel()));
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * static_cast<float>(i);
+        std::shuffle(v.begin(), v.end(), rng);
+        std::copy(v.begin(), v.end(), x0.f32());
+        fd(b.build(), {{"x", x0}}, {"x"}, rng);
+    }
+}
+
 TEST(CrossEntropy, GradientMatchesFiniteDifferencesAndIsStable) {
     std::mt19937 rng = seeded(11);
     SEED_TRACE(11);

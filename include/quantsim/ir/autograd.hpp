@@ -77,7 +77,7 @@ private:
 };
 
 /// Registers the built-in rules: Conv, BatchNormalization, Gemm, MatMul, Add, Sub, Mul, Div, Neg, Clip, Relu,
-/// LeakyRelu, Sigmoid, HardSigmoid, HardSwish, GlobalAveragePool, Reshape, Flatten,
+/// LeakyRelu, Sigmoid, HardSigmoid, HardSwish, GlobalAveragePool, MaxPool, Reshape, Flatten,
 /// Transpose, Squeeze, Unsqueeze, Identity, Softmax, Dropout.
 void register_builtin_grad_rules(grad_registry& registry);
 

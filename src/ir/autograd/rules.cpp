@@ -477,6 +477,67 @@ std::vector<tensor> gap_backward(const grad_backward_context& c) {
     return r;
 }
 
+// MaxPool (2-D, or 1-D as H = 1): the gradient goes to the first maximum of each window (the output size, which
+// ceil_mode decides, is read from the recorded output).
+std::vector<tensor> maxpool_backward(const grad_backward_context& c) {
+    auto r = none(c);
+    if (!wants(c, 0)) return r;
+    const tensor& x = in(c, 0);
+    const tensor& y = *c.outputs.at(0);
+    if (c.outputs.size() > 1 && c.grad_outputs.size() > 1 && c.grad_outputs[1])
+        QUANTSIM_THROW(unsupported_error, c.n.describe(), ": no gradient through the Indices output");
+    const int sp = x.rank() - 2;
+    if (sp != 1 && sp != 2) QUANTSIM_THROW(unsupported_error, c.n.describe(), ": gradients need a 1-D or 2-D MaxPool");
+    const auto k = c.n.attr_ints("kernel_shape");
+    const auto st = c.n.attr_ints("strides", std::vector<std::int64_t>(static_cast<std::size_t>(sp), 1));
+    const auto dl = c.n.attr_ints("dilations", std::vector<std::int64_t>(static_cast<std::size_t>(sp), 1));
+    auto pads = c.n.attr_ints("pads", std::vector<std::int64_t>(static_cast<std::size_t>(2 * sp), 0));
+    const std::string ap = c.n.attr_string("auto_pad", std::string("NOTSET"));
+    if (static_cast<int>(k.size()) != sp || static_cast<int>(st.size()) != sp || static_cast<int>(dl.size()) != sp ||
+        static_cast<int>(pads.size()) != 2 * sp)
+        QUANTSIM_THROW(graph_error, c.n.describe(), ": attributes do not fit a ", sp, "-D pool");
+    const std::int64_t N = x.shape()[0], C = x.shape()[1];
+    const std::int64_t H = sp == 2 ? x.shape()[2] : 1, W = x.shape().back();
+    const std::int64_t OH = sp == 2 ? y.shape()[2] : 1, OW = y.shape().back();
+    const std::int64_t kh = sp == 2 ? k[0] : 1, kw = k.back(), sh = sp == 2 ? st[0] : 1, sw = st.back();
+    const std::int64_t dh = sp == 2 ? dl[0] : 1, dw = dl.back();
+    std::int64_t ph = sp == 2 ? pads[0] : 0, pw = pads[static_cast<std::size_t>(sp - 1)];
+    if (ap == "SAME_UPPER" || ap == "SAME_LOWER") {
+        const auto lead = [&](std::int64_t in, std::int64_t out, std::int64_t kk, std::int64_t s, std::int64_t d) {
+            const std::int64_t total = std::max<std::int64_t>(0, (out - 1) * s + d * (kk - 1) + 1 - in);
+            return ap == "SAME_UPPER" ? total / 2 : total - total / 2;
+        };
+        ph = sp == 2 ? lead(H, OH, kh, sh, dh) : 0;
+        pw = lead(W, OW, kw, sw, dw);
+    } else if (ap == "VALID") {
+        ph = pw = 0;
+    }
+    const tensor g = gout(c);
+    tensor dx(x.shape());
+    detail::parallel_for(N * C, [&](std::int64_t p) {
+        const float* xp = x.f32() + p * H * W;
+        const float* gp = g.f32() + p * OH * OW;
+        float* d = dx.f32() + p * H * W;
+        for (std::int64_t oy = 0; oy < OH; ++oy)
+            for (std::int64_t ox = 0; ox < OW; ++ox) {
+                std::int64_t best = -1;
+                float bv = -std::numeric_limits<float>::infinity();
+                for (std::int64_t ky = 0; ky < kh; ++ky) {
+                    const std::int64_t iy = oy * sh - ph + ky * dh;
+                    if (iy < 0 || iy >= H) continue;
+                    for (std::int64_t kx = 0; kx < kw; ++kx) {
+                        const std::int64_t ix = ox * sw - pw + kx * dw;
+                        if (ix < 0 || ix >= W) continue;
+                        if (best < 0 || xp[iy * W + ix] > bv) best = iy * W + ix, bv = xp[iy * W + ix];
+                    }
+                }
+                if (best >= 0) d[best] += gp[oy * OW + ox];
+            }
+    });
+    r[0] = dx;
+    return r;
+}
+
 std::vector<tensor> reshape_like_backward(const grad_backward_context& c) {
     auto r = none(c);
     if (wants(c, 0)) r[0] = gout(c).reshape(in(c, 0).shape());
@@ -613,6 +674,7 @@ void register_builtin_grad_rules(grad_registry& reg) {
         }, 0, 0);
     });
     add("GlobalAveragePool", gap_backward);
+    add("MaxPool", maxpool_backward);
     for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"})
         add(op, reshape_like_backward);
     add("Transpose", transpose_backward);
