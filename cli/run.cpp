@@ -7,6 +7,7 @@
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
+#include <quantsim/sim/integer_executor.hpp>
 #include <quantsim/sim/quantsim.hpp>
 #include <optional>
 
@@ -18,7 +19,7 @@ using namespace quantsim;
 
 const char* const run_usage =
     "usage: quantsim run MODEL.onnx --input [NAME=]X.npy --output Y.npy [--batch N] [--threads N]\n"
-    "                    [--output-name NAME] [--encodings FILE.json] [--quiet]\n"
+    "                    [--output-name NAME] [--encodings FILE.json [--integer [--profile P]]] [--quiet]\n"
     "\n"
     "Runs the model on the samples in X.npy (split into batches along axis 0) and writes the model's first output\n"
     "(or --output-name) for all samples, concatenated along axis 0, as a float32 .npy file.\n"
@@ -33,6 +34,11 @@ const char* const run_usage =
     "  --output-name NAME   write this model output (or intermediate value) instead of the first output\n"
     "  --encodings FILE     run the simulated model: every tensor named in this AIMET encodings file (0.6.1,\n"
     "                       1.0.0 or 2.0.0) is fake-quantized with its encoding\n"
+    "  --integer            with --encodings: compute what an int8 runtime computes (uint8/int8 tensors, int32\n"
+    "                       accumulation, the runtime's requantization and rounding) instead of fake-quantizing;\n"
+    "                       see docs/integer.md\n"
+    "  --profile P          the runtime --integer emulates: onnxruntime (default; ONNX Runtime running the QDQ\n"
+    "                       export) or tflite (the TFLite integer specification)\n"
     "  --quiet              no timing line on stderr\n"
     "  -h, --help           this text\n";
 
@@ -73,13 +79,24 @@ tensor to_float32(const tensor& t, const std::string& what) {
 }
 
 int run_run(const std::vector<std::string>& argv) {
-    cli::args a(argv, {"--input", "--output", "--batch", "--threads", "--output-name", "--encodings"}, {"--quiet"});
+    cli::args a(argv, {"--input", "--output", "--batch", "--threads", "--output-name", "--encodings", "--profile"},
+                {"--quiet", "--integer"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto inputs_spec = a.values("--input");
     if (inputs_spec.empty()) throw cli::usage_error("missing --input");
     const auto out_path = a.value("--output");
     if (!out_path) throw cli::usage_error("missing --output");
     const std::int64_t threads = a.int_value("--threads", 0, 1, 4096);
+    const bool integer = a.flag("--integer");
+    if (integer && !a.value("--encodings")) throw cli::usage_error("--integer needs --encodings FILE");
+    if (a.value("--profile") && !integer) throw cli::usage_error("--profile needs --integer");
+    integer_options io;
+    io.num_threads = static_cast<int>(threads);
+    if (const auto p = a.value("--profile")) {
+        if (*p != "onnxruntime" && *p != "tflite")
+            throw cli::usage_error("--profile must be onnxruntime or tflite, got '" + *p + "'");
+        io.profile = parse_integer_profile(*p);
+    }
     const std::int64_t batch_arg = a.int_value("--batch", 0, 1, std::int64_t{1} << 31);
 
     graph g = load_onnx(a.positionals()[0]);
@@ -143,14 +160,16 @@ int run_run(const std::vector<std::string>& argv) {
     // With --encodings the executor is QuantSim's: weights fake-quantized, activations through hooks.
     std::optional<quant_sim> sim;
     std::optional<executor> plain;
+    std::optional<integer_executor> int_exec;
     if (const auto enc = a.value("--encodings")) {
         quantsim_options so;
         so.num_threads = static_cast<int>(threads);
         sim.emplace(quant_sim::from_encodings(std::move(g), load_encodings(*enc), so));
+        if (integer) int_exec.emplace(*sim, io);
     } else {
         plain.emplace(std::move(g), eo);
     }
-    executor& ex = sim ? sim->sim_executor() : *plain;
+    executor* ex = int_exec ? nullptr : (sim ? &sim->sim_executor() : &*plain);
 
     const auto t0 = std::chrono::steady_clock::now();
     tensor result;
@@ -160,7 +179,7 @@ int run_run(const std::vector<std::string>& argv) {
         const std::int64_t n = std::min(batch, samples - done);
         std::map<std::string, tensor> feeds;
         for (const auto& [name, t] : data) feeds.emplace(name, t.slice(done, done + n));
-        auto outs = ex.run(feeds, {fetch});
+        auto outs = ex ? ex->run(feeds, {fetch}) : int_exec->run(feeds, {fetch});
         auto it = outs.find(fetch);
         if (it == outs.end()) QUANTSIM_THROW(invalid_argument, "the model produced no value '", fetch, "'");
         tensor y = to_float32(it->second, fetch);
