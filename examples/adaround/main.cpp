@@ -3,7 +3,8 @@
 //
 //   example_adaround MODEL.onnx CALIB_X.npy EVAL_X.npy EVAL_Y.npy [--per-tensor] [--cle] [--calib-n 256]
 //                    [--eval-n 2000] [--iters 10000] [--positions 1024] [--fp-inputs] [--no-input-act-quant]
-//                    [--param-bw 4] [--threads N] [--no-progress]
+//                    [--param-bw 4] [--threads N] [--no-progress] [--im2col-depthwise] [--keep-learned]
+//                    [--seed S]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -66,6 +67,9 @@ int main(int argc, char** argv) try {
         else if (a == "--positions") ao.positions_per_iteration = std::stoll(next());
         else if (a == "--param-bw") param_bw = std::stoi(next());
         else if (a == "--threads") threads = std::stoi(next());
+        else if (a == "--im2col-depthwise") ao.direct_depthwise = false;
+        else if (a == "--keep-learned") ao.keep_nearest_if_worse = false;
+        else if (a == "--seed") ao.seed = std::stoull(next());
         else throw invalid_argument("unknown option " + a);
     }
     graph g = load_onnx(argv[1]);

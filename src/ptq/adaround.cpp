@@ -19,6 +19,7 @@
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ir/kernels/gemm.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/ptq/detail/adaround_kernels.hpp>
 #include <quantsim/ptq/detail/adaround_math.hpp>
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/layout.hpp>
@@ -620,13 +621,14 @@ public:
                          : d_.positions;
             batch_ = std::min(batch_, d_.positions);
             full_batch_ = batch_ == d_.positions;
+            run_ = run;
+            // Depthwise: straight from the cached rows (no columns). Conv targets of a sampled output row are
+            // consecutive in the cache and are read in place; full batches and dense layers gather them once.
+            direct_dw_ = o_.direct_depthwise && L_.conv && cg_ == 1 && d_.cin == L_.groups;
+            tdirect_ = direct_dw_ || (L_.conv && !full_batch_ && run >= 8);
             cols_.resize(static_cast<std::size_t>(batch_));
-            xbuf_.resize(static_cast<std::size_t>(L_.groups * kin_ * batch_));
-            tbuf_.resize(static_cast<std::size_t>(L_.cout * batch_));
-            if (full_batch_) {
-                for (std::int64_t j = 0; j < batch_; ++j) cols_[static_cast<std::size_t>(j)] = j;
-                gather(cols_, batch_, xbuf_, tbuf_, L_.conv ? d_.ow : 1);
-            }
+            if (!direct_dw_) xbuf_.resize(static_cast<std::size_t>(L_.groups * kin_ * batch_));
+            if (!tdirect_) tbuf_.resize(static_cast<std::size_t>(L_.cout * batch_));
             // Fixed evaluation positions for the reported MSE.
             const std::int64_t ne = std::min<std::int64_t>(d_.positions, std::max<std::int64_t>(1, o_.eval_positions));
             eval_cols_.resize(static_cast<std::size_t>(ne));
@@ -637,7 +639,12 @@ public:
             }
             eval_x_.resize(static_cast<std::size_t>(L_.groups * kin_ * ne));
             eval_t_.resize(static_cast<std::size_t>(L_.cout * ne));
-            gather(eval_cols_, ne, eval_x_, eval_t_);
+            gather(eval_cols_, ne, eval_x_, eval_t_, 1, true, true);
+            // After the evaluation gather: the full batch's column descriptors (desc_) stay for the iterations.
+            if (full_batch_) {
+                for (std::int64_t j = 0; j < batch_; ++j) cols_[static_cast<std::size_t>(j)] = j;
+                gather(cols_, batch_, xbuf_, tbuf_, run, !direct_dw_, !tdirect_);
+            }
         }
     }
 
@@ -660,12 +667,13 @@ public:
                     const std::int64_t r0 = static_cast<std::int64_t>(rng_.next() % rows) * run;
                     for (std::int64_t i = 0; i < run; ++i) cols_[static_cast<std::size_t>(j + i)] = r0 + i;
                 }
-                gather(cols_, batch_, xbuf_, tbuf_, L_.conv ? d_.ow : 1);
+                gather(cols_, batch_, xbuf_, tbuf_, run_, !direct_dw_, !tdirect_);
             }
             detail::parallel_for(static_cast<std::int64_t>(tasks_.size()), [&](std::int64_t ti) {
-                task_loss[static_cast<std::size_t>(ti)] =
-                    exact_ ? step_exact(tasks_[static_cast<std::size_t>(ti)], reg, beta, adam, want_loss)
-                           : step_sampled(tasks_[static_cast<std::size_t>(ti)], reg, beta, adam);
+                const row_task& t = tasks_[static_cast<std::size_t>(ti)];
+                task_loss[static_cast<std::size_t>(ti)] = exact_       ? step_exact(t, reg, beta, adam, want_loss)
+                                                          : direct_dw_ ? step_depthwise(t, reg, beta, adam)
+                                                                       : step_sampled(t, reg, beta, adam);
             });
             if (want_loss) {
                 double l = 0;
@@ -731,8 +739,9 @@ private:
     }
 
     // run > 1: the columns are whole output rows of `run` (= OW) consecutive positions each.
+    // want_x / want_t: build the input columns / gather the targets (otherwise only the column descriptors).
     void gather(const std::vector<std::int64_t>& cols, std::int64_t ncols, std::vector<float>& xb, std::vector<float>& tb,
-                std::int64_t run = 1) {
+                std::int64_t run, bool want_x, bool want_t) {
         // Per-column offsets once, then each group's rows read them (depthwise layers have hundreds of groups).
         desc_.resize(static_cast<std::size_t>(ncols));
         const std::int64_t ohw = d_.ohw(), hw = d_.h * d_.w;
@@ -748,28 +757,34 @@ private:
         }
         const std::int64_t ystride = L_.conv ? ohw : 1;
         const std::int64_t cgin = L_.conv ? d_.cin / L_.groups : 0;
-        const std::int64_t tasks = L_.groups + 1;
-        detail::parallel_for(tasks, [&](std::int64_t t) {
-            if (t == L_.groups) {
+        // Tasks: one per (group, input channel) for convolutions (a 1x1 convolution has one group), column chunks
+        // for dense layers, and one for the targets.
+        const std::int64_t dense_chunks = std::min<std::int64_t>(ncols, 8);
+        const std::int64_t xtasks = !want_x ? 0 : L_.conv ? L_.groups * cgin : dense_chunks;
+        detail::parallel_for(xtasks + (want_t ? 1 : 0), [&](std::int64_t task) {
+            if (task == xtasks) {
                 for (std::int64_t c = 0; c < L_.cout; ++c) {
                     float* out = tb.data() + c * ncols;
                     for (std::int64_t j = 0; j < ncols; ++j) out[j] = d_.y[static_cast<std::size_t>(desc_[static_cast<std::size_t>(j)].yoff + c * ystride)];
                 }
                 return;
             }
-            float* out = xb.data() + t * kin_ * ncols;
             if (!L_.conv) {
-                for (std::int64_t j = 0; j < ncols; ++j) {
+                float* out = xb.data();
+                const std::int64_t j0 = task * ncols / dense_chunks, j1 = (task + 1) * ncols / dense_chunks;
+                for (std::int64_t j = j0; j < j1; ++j) {
                     const float* src = d_.x.data() + desc_[static_cast<std::size_t>(j)].xoff;
                     for (std::int64_t kk = 0; kk < kin_; ++kk) out[kk * ncols + j] = src[kk];
                 }
                 return;
             }
+            const std::int64_t t = task / cgin, ci = task % cgin;  // group, input channel in the group
+            float* out = xb.data() + t * kin_ * ncols;
             if (run > 1) {  // whole output rows: strided copies with the padding worked out per row
                 for (std::int64_t j0 = 0; j0 < ncols; j0 += run) {
                     const auto& dc = desc_[static_cast<std::size_t>(j0)];
-                    std::int64_t kk = 0;
-                    for (std::int64_t ci = 0; ci < cgin; ++ci) {
+                    std::int64_t kk = ci * L_.kh * L_.kw;
+                    {
                         const float* plane = d_.x.data() + dc.xoff + (t * cgin + ci) * hw;
                         for (std::int64_t a = 0; a < L_.kh; ++a) {
                             const std::int64_t ih = dc.ih0 + a * L_.dh;
@@ -798,8 +813,8 @@ private:
                 }
                 return;
             }
-            std::int64_t kk = 0;
-            for (std::int64_t ci = 0; ci < cgin; ++ci) {
+            std::int64_t kk = ci * L_.kh * L_.kw;
+            {
                 const float* plane = d_.x.data() + (t * cgin + ci) * hw;
                 for (std::int64_t a = 0; a < L_.kh; ++a)
                     for (std::int64_t b = 0; b < L_.kw; ++b, ++kk) {
@@ -814,87 +829,104 @@ private:
         });
     }
 
-    // Soft weights of rows [r0, r1) into wt (row-major, kin_ columns); h into hb.
-    void soft_weights(std::int64_t r0, std::int64_t r1, float* wt, float* hb) const {
-        for (std::int64_t i = r0 * kin_; i < r1 * kin_; ++i) {
-            const std::size_t u = static_cast<std::size_t>(i);
-            const float h = detail::adaround_h(v_[u]);
-            hb[i - r0 * kin_] = h;
-            wt[i - r0 * kin_] = s_[u] * std::min(std::max(b0_[u] + h, lo_[u]), hi_[u]);
-        }
-    }
-
-    // dL/dV from dL/dW~ (gw) and the regularizer, then Adam.
-    void update(std::int64_t r0, std::int64_t r1, const float* gw, const float* hb, float reg, float beta,
-                const detail::adam_coefficients& adam) {
-        for (std::int64_t i = r0 * kin_; i < r1 * kin_; ++i) {
-            const std::size_t u = static_cast<std::size_t>(i);
-            const float h = hb[i - r0 * kin_];
-            const float qs = b0_[u] + h;
-            const float dw = (qs > lo_[u] && qs < hi_[u]) ? gw[i - r0 * kin_] * s_[u] : 0.0f;
-            const float dr = reg != 0.0f ? reg * detail::adaround_dreg(h, beta) : 0.0f;
-            const float g = (dw + dr) * detail::adaround_dh(v_[u]);
-            detail::adam_update(v_[u], m_[u], a2_[u], g, adam);
-        }
-    }
-
+    // Soft weights of rows [r0, r1) into b.wt (row-major, kin_ columns), with h and sigmoid(V) into b.hb / b.sg.
     struct scratch_bufs {
-        std::vector<float> wt, hb, z, gw;
+        std::vector<float> wt, hb, sg, z, gw, ap, rows, cols, acc;
+        std::vector<const float*> colp;
+        std::vector<std::int64_t> kidx;
     };
     static scratch_bufs& bufs() {
         thread_local scratch_bufs b;
         return b;
     }
+    void soft_weights(std::int64_t r0, std::int64_t r1, scratch_bufs& b) const {
+        const std::size_t n = static_cast<std::size_t>((r1 - r0) * kin_), off = static_cast<std::size_t>(r0 * kin_);
+        b.wt.resize(n), b.hb.resize(n), b.sg.resize(n), b.gw.resize(n);
+        detail::adaround_soft_weights(static_cast<std::int64_t>(n), v_.data() + off, s_.data() + off, b0_.data() + off,
+                                      lo_.data() + off, hi_.data() + off, b.wt.data(), b.hb.data(), b.sg.data());
+    }
+
+    // dL/dV of rows [r0, r1) from dL/dW~ (b.gw) and the regularizer, then Adam.
+    void update(std::int64_t r0, std::int64_t r1, const scratch_bufs& b, float reg, float beta,
+                const detail::adam_coefficients& adam) {
+        const std::size_t off = static_cast<std::size_t>(r0 * kin_);
+        detail::adaround_grad_adam((r1 - r0) * kin_, b.gw.data(), b.hb.data(), b.sg.data(), s_.data() + off,
+                                   b0_.data() + off, lo_.data() + off, hi_.data() + off, reg, beta, adam,
+                                   v_.data() + off, m_.data() + off, a2_.data() + off);
+    }
+
+    // One run of n consecutive positions of channel c: z (pre-activation, no bias) becomes dLoss/dz (scaled by
+    // `scale`); returns the summed squared residual against the transformed targets tg.
+    template <act_kind Kind>
+    float residual_run(std::int64_t c, float* QUANTSIM_RESTRICT z, const float* QUANTSIM_RESTRICT tg, std::int64_t n,
+                       float scale) const {
+        activation_fn f = L_.act;
+        f.kind = Kind;  // a compile-time kind lets the loop below vectorize
+        const float bias = L_.bias[static_cast<std::size_t>(c)];
+        const float a = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
+        const float bb = rows_affine_ ? L_.aff_b[static_cast<std::size_t>(c)] : 0.0f;
+        float lr = 0;
+        for (std::int64_t j = 0; j < n; ++j) {
+            const float u = a * (z[j] + bias) + bb;
+            float y, dy;
+            if constexpr (Kind == act_kind::none) {
+                y = u, dy = 1;
+            } else if constexpr (Kind == act_kind::clip) {
+                y = std::min(std::max(u, f.lo), f.hi), dy = (u > f.lo && u < f.hi) ? 1.0f : 0.0f;
+            } else if constexpr (Kind == act_kind::hard_swish) {
+                const float v = u + f.add;
+                const float cl = std::min(std::max(v, f.lo), f.hi);
+                y = u * cl * f.mul, dy = (cl + ((v > f.lo && v < f.hi) ? u : 0.0f)) * f.mul;
+            } else {
+                y = f.f(u), dy = f.df(u);
+            }
+            const float diff = y - tg[j];
+            lr += diff * diff;
+            z[j] = scale * diff * dy * a;
+        }
+        return lr;
+    }
+
+    // Targets of channel c for the sampled positions [j0, j0 + run_) (j0 a multiple of run_ when read in place).
+    const float* targets(std::int64_t c, std::int64_t j0) const {
+        if (tdirect_) return d_.y.data() + desc_[static_cast<std::size_t>(j0)].yoff + c * d_.ohw();
+        return tbuf_.data() + c * batch_ + j0;
+    }
 
     // z (R x P pre-activation, no bias) becomes dLoss/dz; returns the summed squared residual.
     template <act_kind Kind>
     double residuals(const row_task& t, float* zb, std::int64_t P) const {
-        activation_fn f = L_.act;
-        f.kind = Kind;  // a compile-time kind lets the loop below vectorize
         const float scale = 2.0f / static_cast<float>(P);
+        const std::int64_t seg = tdirect_ ? run_ : P;
         double loss = 0;
         for (std::int64_t r = 0; r < t.r1 - t.r0; ++r) {
             const std::int64_t c = t.r0 + r;
-            const float bias = L_.bias[static_cast<std::size_t>(c)];
-            const float a = rows_affine_ ? L_.aff_a[static_cast<std::size_t>(c)] : 1.0f;
-            const float bb = rows_affine_ ? L_.aff_b[static_cast<std::size_t>(c)] : 0.0f;
-            float* z = zb + r * P;
-            const float* tg = tbuf_.data() + c * P;
-            float lr = 0;
-            for (std::int64_t j = 0; j < P; ++j) {
-                const float u = a * (z[j] + bias) + bb;
-                float y, dy;
-                if constexpr (Kind == act_kind::none) {
-                    y = u, dy = 1;
-                } else if constexpr (Kind == act_kind::clip) {
-                    y = std::min(std::max(u, f.lo), f.hi), dy = (u > f.lo && u < f.hi) ? 1.0f : 0.0f;
-                } else if constexpr (Kind == act_kind::hard_swish) {
-                    const float v = u + f.add;
-                    const float cl = std::min(std::max(v, f.lo), f.hi);
-                    y = u * cl * f.mul, dy = (cl + ((v > f.lo && v < f.hi) ? u : 0.0f)) * f.mul;
-                } else {
-                    y = f.f(u), dy = f.df(u);
-                }
-                const float diff = y - tg[j];
-                lr += diff * diff;
-                z[j] = scale * diff * dy * a;
-            }
-            loss += lr;
+            for (std::int64_t j0 = 0; j0 < P; j0 += seg)
+                loss += residual_run<Kind>(c, zb + r * P + j0, targets(c, j0), std::min(seg, P - j0), scale);
         }
         return loss;
     }
 
+    template <class F>
+    static auto with_kind(act_kind k, F&& f) {
+        switch (k) {
+            case act_kind::clip: return f(std::integral_constant<act_kind, act_kind::clip>{});
+            case act_kind::leaky_relu: return f(std::integral_constant<act_kind, act_kind::leaky_relu>{});
+            case act_kind::hard_sigmoid: return f(std::integral_constant<act_kind, act_kind::hard_sigmoid>{});
+            case act_kind::hard_swish: return f(std::integral_constant<act_kind, act_kind::hard_swish>{});
+            case act_kind::none: break;
+        }
+        return f(std::integral_constant<act_kind, act_kind::none>{});
+    }
+
+    // im2col path: forward with the packed GEMM reading the gathered columns in place, backward as dot products.
     double step_sampled(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam) {
         const std::int64_t R = t.r1 - t.r0, P = batch_;
         auto& b = bufs();
-        b.wt.resize(static_cast<std::size_t>(R * kin_));
-        b.hb.resize(b.wt.size());
-        b.gw.resize(b.wt.size());
         b.z.resize(static_cast<std::size_t>(R * P));
-        soft_weights(t.r0, t.r1, b.wt.data(), b.hb.data());
+        soft_weights(t.r0, t.r1, b);
         const float* x = xbuf_.data() + t.g * kin_ * P;
-        const bool small = R < 4;  // the packed GEMM does not pay off for one or two rows (depthwise layers)
-        if (small) {
+        if (R < 4) {  // packing does not pay off for one or two rows (grouped convolutions)
             for (std::int64_t r = 0; r < R; ++r) {
                 float* z = b.z.data() + r * P;
                 std::fill(z, z + P, 0.0f);
@@ -905,42 +937,110 @@ private:
                 }
             }
         } else {
-            gemm(false, false, R, P, kin_, 1.0f, b.wt.data(), kin_, x, P, 0.0f, b.z.data(), P);
+            b.ap.resize(static_cast<std::size_t>(detail::packed_a_size(R, kin_)));
+            detail::pack_a(false, R, kin_, b.wt.data(), kin_, 1.0f, b.ap.data());
+            detail::gemm_packed(R, P, kin_, b.ap.data(), x, P, b.z.data(), P, detail::gemm_epilogue{});
         }
+        const double loss =
+            with_kind(L_.act.kind, [&](auto k) { return residuals<decltype(k)::value>(t, b.z.data(), P); });
+        detail::adaround_gemm_nt(R, kin_, P, b.z.data(), P, x, P, b.gw.data(), kin_);
+        update(t.r0, t.r1, b, reg, beta, adam);
+        return loss / static_cast<double>(P);
+    }
+
+    // Depthwise (one input channel, one output channel per group): for each sampled output row, the kernel's
+    // input rows are copied into a zero-padded row buffer, the forward pass, the residual and the gradient run on
+    // them while they sit in L1, with no im2col columns. 16-lane partial sums; summation order differs from the
+    // im2col path only by rounding.
+    double step_depthwise(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam) {
+        return with_kind(L_.act.kind, [&](auto k) { return step_depthwise_k<decltype(k)::value>(t, reg, beta, adam); });
+    }
+    template <act_kind Kind>
+    double step_depthwise_k(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam) {
+        constexpr std::int64_t lanes = 16;
+        const std::int64_t KH = L_.kh, KW = L_.kw, K = kin_, OW = d_.ow, W = d_.w, H = d_.h, P = batch_;
+        const std::int64_t sw = L_.sw, dw = L_.dw;
+        const std::int64_t owp = (OW + lanes - 1) / lanes * lanes;
+        const std::int64_t wp = (owp - 1) * sw + (KW - 1) * dw + 1;  // buffer index i <-> input column i - pad_w
+        auto& b = bufs();
+        soft_weights(t.r0, t.r1, b);
+        b.rows.resize(static_cast<std::size_t>(KH * wp));
+        if (sw != 1) b.cols.resize(static_cast<std::size_t>(K * owp));
+        b.z.resize(static_cast<std::size_t>(owp));
+        b.acc.assign(static_cast<std::size_t>(K * lanes), 0.0f);
+        const float scale = 2.0f / static_cast<float>(P);
+        const std::int64_t hw = H * W;
+        b.colp.resize(static_cast<std::size_t>(K));
+        b.kidx.resize(static_cast<std::size_t>(K));
+        const float** colp = b.colp.data();
+        std::int64_t* kidx = b.kidx.data();
         double loss = 0;
-        switch (L_.act.kind) {
-            case act_kind::none: loss = residuals<act_kind::none>(t, b.z.data(), P); break;
-            case act_kind::clip: loss = residuals<act_kind::clip>(t, b.z.data(), P); break;
-            case act_kind::leaky_relu: loss = residuals<act_kind::leaky_relu>(t, b.z.data(), P); break;
-            case act_kind::hard_sigmoid: loss = residuals<act_kind::hard_sigmoid>(t, b.z.data(), P); break;
-            case act_kind::hard_swish: loss = residuals<act_kind::hard_swish>(t, b.z.data(), P); break;
-        }
-        if (small) {
-            for (std::int64_t r = 0; r < R; ++r) {
-                const float* z = b.z.data() + r * P;
-                for (std::int64_t kk = 0; kk < kin_; ++kk) {
-                    const float* xr = x + kk * P;
-                    float acc = 0;
-                    for (std::int64_t j = 0; j < P; ++j) acc += z[j] * xr[j];
-                    b.gw[static_cast<std::size_t>(r * kin_ + kk)] = acc;
+        for (std::int64_t c = t.r0; c < t.r1; ++c) {
+            const float* wt = b.wt.data() + (c - t.r0) * K;
+            float* acc = b.acc.data();
+            std::fill(acc, acc + K * lanes, 0.0f);
+            for (std::int64_t j0 = 0; j0 < P; j0 += OW) {
+                const auto& dc = desc_[static_cast<std::size_t>(j0)];
+                const float* plane = d_.x.data() + dc.xoff + c * hw;
+                std::int64_t nv = 0;
+                for (std::int64_t a = 0; a < KH; ++a) {
+                    const std::int64_t ih = dc.ih0 + a * L_.dh;
+                    if (ih < 0 || ih >= H) continue;
+                    float* br = b.rows.data() + a * wp;
+                    const float* src = plane + ih * W;
+                    // Buffer index i reads input column dc.iw0 + i (dc.iw0 = -pad_w at the row start).
+                    const std::int64_t lo = std::min(wp, std::max<std::int64_t>(0, -dc.iw0));
+                    const std::int64_t hi = std::max(lo, std::min(wp, W - dc.iw0));
+                    std::fill(br, br + lo, 0.0f);
+                    std::copy(src + dc.iw0 + lo, src + dc.iw0 + hi, br + lo);
+                    std::fill(br + hi, br + wp, 0.0f);
+                    for (std::int64_t bc = 0; bc < KW; ++bc) {
+                        const std::int64_t kk = a * KW + bc;
+                        const float* col = br + bc * dw;
+                        if (sw != 1) {
+                            float* cc = b.cols.data() + kk * owp;
+                            for (std::int64_t o = 0; o < owp; ++o) cc[o] = col[o * sw];
+                            col = cc;
+                        }
+                        colp[nv] = col;
+                        kidx[nv++] = kk;
+                    }
+                }
+                float* QUANTSIM_RESTRICT z = b.z.data();
+                std::fill(z, z + owp, 0.0f);
+                for (std::int64_t q = 0; q < nv; ++q) {
+                    const float wv = wt[kidx[q]];
+                    const float* QUANTSIM_RESTRICT col = colp[q];
+                    for (std::int64_t o = 0; o < owp; ++o) z[o] += wv * col[o];
+                }
+                loss += residual_run<Kind>(c, z, d_.y.data() + dc.yoff + c * d_.ohw(), OW, scale);
+                std::fill(z + OW, z + owp, 0.0f);  // padding lanes add nothing to the gradient
+                for (std::int64_t q = 0; q < nv; ++q) {
+                    float* QUANTSIM_RESTRICT ak = acc + kidx[q] * lanes;
+                    const float* QUANTSIM_RESTRICT col = colp[q];
+                    for (std::int64_t o = 0; o < owp; o += lanes)
+                        for (std::int64_t l = 0; l < lanes; ++l) ak[l] += z[o + l] * col[o + l];
                 }
             }
-        } else {
-            gemm(false, true, R, kin_, P, 1.0f, b.z.data(), P, x, P, 0.0f, b.gw.data(), kin_);
+            float* gw = b.gw.data() + (c - t.r0) * K;
+            for (std::int64_t kk = 0; kk < K; ++kk) {
+                float sum = 0;
+                for (std::int64_t l = 0; l < lanes; ++l) sum += acc[kk * lanes + l];
+                gw[kk] = sum;
+            }
         }
-        update(t.r0, t.r1, b.gw.data(), b.hb.data(), reg, beta, adam);
+        update(t.r0, t.r1, b, reg, beta, adam);
         return loss / static_cast<double>(P);
     }
 
     double step_exact(const row_task& t, float reg, float beta, const detail::adam_coefficients& adam, bool want_loss) {
         const std::int64_t R = t.r1 - t.r0;
         auto& b = bufs();
-        b.wt.resize(static_cast<std::size_t>(R * kin_));
-        b.hb.resize(b.wt.size());
-        b.gw.resize(b.wt.size());
-        soft_weights(t.r0, t.r1, b.wt.data(), b.hb.data());
+        soft_weights(t.r0, t.r1, b);
         const float* H = gramf_.data() + t.g * kin_ * kin_;
-        gemm(false, false, R, kin_, kin_, 1.0f, b.wt.data(), kin_, H, kin_, 0.0f, b.gw.data(), kin_);
+        b.ap.resize(static_cast<std::size_t>(detail::packed_a_size(R, kin_)));
+        detail::pack_a(false, R, kin_, b.wt.data(), kin_, 1.0f, b.ap.data());
+        detail::gemm_packed(R, kin_, kin_, b.ap.data(), H, kin_, b.gw.data(), kin_, detail::gemm_epilogue{});
         double loss = 0;
         for (std::int64_t r = 0; r < R; ++r) {
             const std::int64_t c = t.r0 + r;
@@ -955,7 +1055,7 @@ private:
             }
             for (std::int64_t kk = 0; kk < kin_; ++kk) g[kk] = 2.0f * a2 * (g[kk] - gc[kk]);
         }
-        update(t.r0, t.r1, b.gw.data(), b.hb.data(), reg, beta, adam);
+        update(t.r0, t.r1, b, reg, beta, adam);
         return loss;
     }
 
@@ -1018,6 +1118,8 @@ private:
     splitmix rng_;
     std::int64_t cg_ = 1, kin_ = 1;
     bool rows_affine_ = false, exact_ = false, full_batch_ = false;
+    bool direct_dw_ = false, tdirect_ = false;  // depthwise without columns; conv targets read in place
+    std::int64_t run_ = 1;                        // positions per sampled row
     std::vector<float> s_, b0_, lo_, hi_, v_, m_, a2_, near_;
     std::vector<row_task> tasks_;
     struct col_desc {
@@ -1084,14 +1186,17 @@ std::string adaround_report::table() const {
     os << std::left << std::setw(36) << "weight" << std::setw(12) << "activation" << std::setw(8) << "loss"
        << std::right << std::setw(9) << "seconds" << std::setw(12) << "mse near" << std::setw(12) << "mse ada"
        << std::setw(9) << "changed" << '\n';
+    std::size_t kept = 0;
     for (const auto& l : layers) {
         os << std::left << std::setw(36) << l.weight << std::setw(12) << l.activation << std::setw(8)
            << (l.exact ? "exact" : "sampled") << std::right << std::fixed << std::setprecision(2) << std::setw(9)
            << l.seconds << std::scientific << std::setprecision(3) << std::setw(12) << l.mse_nearest << std::setw(12)
            << l.mse_adaround << std::fixed << std::setprecision(3) << std::setw(9) << l.fraction_rounded_up_changed
-           << '\n';
+           << (l.kept_nearest ? "  kept nearest (learned rounding worse)" : "") << '\n';
+        kept += l.kept_nearest;
     }
     os << std::fixed << std::setprecision(2) << "total " << seconds << " s, " << layers.size() << " layers";
+    if (kept > 0) os << ", " << kept << " kept nearest rounding";
     if (!skipped.empty()) os << ", " << skipped.size() << " skipped";
     os << '\n';
     return os.str();
@@ -1170,7 +1275,7 @@ adaround_report adaround(quant_sim& sim, const std::vector<std::vector<tensor>>&
             bar.show(pr, it == o.iterations);
         });
 
-        const std::vector<float> q = opt.learned();
+        std::vector<float> q = opt.learned();
         adaround_layer_report lr;
         lr.weight = L.weight;
         lr.node = L.node_name;
@@ -1180,6 +1285,10 @@ adaround_report adaround(quant_sim& sim, const std::vector<std::vector<tensor>>&
         lr.positions = d.positions;
         lr.mse_nearest = opt.loss_of(opt.nearest());
         lr.mse_adaround = opt.loss_of(q);
+        if (o.keep_nearest_if_worse && lr.mse_adaround > lr.mse_nearest) {
+            q = opt.nearest();
+            lr.kept_nearest = true;
+        }
         std::size_t changed = 0;
         for (std::size_t i = 0; i < q.size(); ++i) changed += q[i] != opt.nearest()[i];
         lr.fraction_rounded_up_changed = q.empty() ? 0.0 : static_cast<double>(changed) / static_cast<double>(q.size());

@@ -6,6 +6,7 @@
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/builder.hpp>
 #include <quantsim/ptq/adaround.hpp>
+#include <quantsim/ptq/detail/adaround_kernels.hpp>
 #include <quantsim/ptq/detail/adaround_math.hpp>
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/layout.hpp>
@@ -20,6 +21,9 @@ constexpr std::uint32_t base_seed = 20260417;
 constexpr float fd_step = 1e-3f;
 constexpr float fd_tol = 2e-3f;      // central differences in float
 constexpr double mse_agree = 1e-3;   // relative agreement of the exact and the sampled loss on the same weights
+constexpr float vec_math_tol = 3e-7f;  // relative error of the vectorizable exp / log (a few ulp)
+constexpr float kernel_tol = 1e-5f;    // vectorized per-weight update and dot products vs the scalar references
+constexpr double path_loss_tol = 1e-4;  // direct depthwise vs im2col: same math, different summation order
 
 qs::tensor random_tensor(qs::shape_t shape, std::mt19937& rng, float scale = 1.0f) {
     qs::tensor t = qs::tensor::empty(std::move(shape));
@@ -36,6 +40,20 @@ qs::graph linear_net(std::mt19937& rng) {
     auto bias = b.param("fc.bias", random_tensor({8}, rng, 0.1f));
     auto y = b.node("Gemm", {x, w, bias}, {{"transB", std::int64_t{1}}}, qs::node_options("fc").outputs({"fc_out"}));
     b.output(y);
+    return b.build();
+}
+
+// x[N,6,4,12] -> depthwise Conv(6, 5x5, pad 2, bias) -> HardSwish -> out (the classifier's last depthwise
+// layers: stride 1, 5x5, rows shorter than the kernel's reach, a row length that is not a multiple of 16)
+qs::graph depthwise5_net(std::mt19937& rng) {
+    qs::graph_builder b("dw5");
+    auto x = b.input("x", {-1, 6, 4, 12});
+    auto w = b.param("dw5.weight", random_tensor({6, 1, 5, 5}, rng, 0.3f));
+    auto bias = b.param("dw5.bias", random_tensor({6}, rng, 0.1f));
+    auto c = b.node("Conv", {x, w, bias}, {{"group", std::int64_t{6}}, {"pads", std::vector<std::int64_t>{2, 2, 2, 2}}},
+                    qs::node_options("dw5").outputs({"dw5_out"}));
+    auto h = b.node("HardSwish", {c}, {}, qs::node_options("hs").outputs({"hs_out"}));
+    b.output(h);
     return b.build();
 }
 
@@ -180,6 +198,81 @@ TEST(AdaroundMath, ActivationDerivatives) {
     EXPECT_FLOAT_EQ(hs.f(1.0f), 1.0f * 4.0f / 6.0f);
 }
 
+TEST(AdaroundKernels, ExpAndLogMatchTheLibrary) {
+    for (float x = -87.0f; x < 88.0f; x += 0.0173f) {
+        const double e = std::exp(static_cast<double>(x));
+        ASSERT_NEAR(qd::adaround_exp(x), e, vec_math_tol * e) << "x " << x;
+    }
+    for (float x = 1e-30f; x < 1e30f; x *= 1.0371f) {
+        const double l = std::log(static_cast<double>(x));
+        ASSERT_NEAR(qd::adaround_log(x), l, vec_math_tol * std::max(1.0, std::fabs(l))) << "x " << x;
+    }
+}
+
+TEST(AdaroundKernels, SoftWeightsAndAdamStepMatchTheScalarReference) {
+    const std::uint32_t seed = base_seed + 60;
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 2.0f);
+    constexpr std::int64_t n = 53;  // three 16-lane blocks and a tail
+    std::vector<float> v(n), s(n), b0(n), lo(n, -8.0f), hi(n, 7.0f), gw(n), m(n), a2(n);
+    for (std::int64_t i = 0; i < n; ++i) {
+        v[i] = nd(rng) * (i % 7 == 0 ? 4.0f : 1.0f);  // some saturated h
+        s[i] = 0.01f + 0.001f * static_cast<float>(i % 5);
+        b0[i] = std::floor(nd(rng) * 3.0f);
+        if (i % 11 == 0) b0[i] = 7.0f;  // on the upper clamp
+        gw[i] = nd(rng);
+        m[i] = 0.1f * nd(rng);
+        a2[i] = 0.01f * std::fabs(nd(rng));
+    }
+    for (float reg : {0.0f, 0.01f})
+        for (float beta : {2.0f, 13.7f}) {
+            SCOPED_TRACE(::testing::Message() << "reg " << reg << " beta " << beta);
+            std::vector<float> wt(n), h(n), sig(n);
+            qd::adaround_soft_weights(n, v.data(), s.data(), b0.data(), lo.data(), hi.data(), wt.data(), h.data(), sig.data());
+            std::vector<float> v2 = v, m2 = m, a22 = a2;
+            const auto c = qd::adam_coefficients::at(1e-3f, 17);
+            qd::adaround_grad_adam(n, gw.data(), h.data(), sig.data(), s.data(), b0.data(), lo.data(), hi.data(), reg,
+                                   beta, c, v2.data(), m2.data(), a22.data());
+            for (std::int64_t i = 0; i < n; ++i) {
+                SCOPED_TRACE(i);
+                const float hr = qd::adaround_h(v[i]);
+                ASSERT_NEAR(h[i], hr, kernel_tol);
+                ASSERT_NEAR(wt[i], s[i] * std::min(std::max(b0[i] + hr, lo[i]), hi[i]), kernel_tol * s[i]);
+                const float qs = b0[i] + hr;
+                const float dw = (qs > lo[i] && qs < hi[i]) ? gw[i] * s[i] : 0.0f;
+                const float dr = reg != 0.0f ? reg * qd::adaround_dreg(hr, beta) : 0.0f;
+                float vr = v[i], mr = m[i], ar = a2[i];
+                qd::adam_update(vr, mr, ar, (dw + dr) * qd::adaround_dh(v[i]), c);
+                ASSERT_NEAR(m2[i], mr, kernel_tol * std::max(1e-3f, std::fabs(mr)));
+                ASSERT_NEAR(a22[i], ar, kernel_tol * std::max(1e-6f, std::fabs(ar)));
+                // The step itself (about lr): its error relative to the step, plus rounding of V.
+                ASSERT_NEAR(v2[i] - v[i], vr - v[i], 1e-3f * std::fabs(vr - v[i]) + 1e-6f);
+            }
+        }
+}
+
+TEST(AdaroundKernels, DotProductGemmMatchesReference) {
+    const std::uint32_t seed = base_seed + 61;
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd;
+    for (std::int64_t rows : {1, 3, 4, 9})
+        for (std::int64_t k : {1, 5, 8})
+            for (std::int64_t p : {1, 15, 16, 37, 100}) {
+                SCOPED_TRACE(::testing::Message() << rows << " x " << k << " x " << p);
+                const std::int64_t ldd = p + 3, ldx = p + 1, ldg = k + 2;
+                std::vector<float> d(static_cast<std::size_t>(rows * ldd)), x(static_cast<std::size_t>(k * ldx));
+                for (auto& e : d) e = nd(rng);
+                for (auto& e : x) e = nd(rng);
+                std::vector<float> g(static_cast<std::size_t>(rows * ldg), -1.0f), gr = g;
+                qd::adaround_gemm_nt(rows, k, p, d.data(), ldd, x.data(), ldx, g.data(), ldg);
+                qd::adaround_gemm_nt_ref(rows, k, p, d.data(), ldd, x.data(), ldx, gr.data(), ldg);
+                for (std::size_t i = 0; i < g.size(); ++i)
+                    ASSERT_NEAR(g[i], gr[i], kernel_tol * std::sqrt(static_cast<float>(p)) * 4) << "element " << i;
+            }
+}
+
 // ---- the algorithm ------------------------------------------------------------------------------------------------
 
 TEST(Adaround, LinearLayerBeatsNearestAndReproducesIntegers) {
@@ -311,4 +404,84 @@ TEST(Adaround, BadInput) {
     EXPECT_THROW(qs::adaround(sim, batches, o), qs::invalid_argument);
     std::vector<std::vector<qs::tensor>> two_inputs{{batches[0][0], batches[0][0]}};
     EXPECT_THROW(qs::adaround(sim, two_inputs), qs::invalid_argument);
+}
+
+TEST(Adaround, DirectDepthwiseMatchesIm2col) {
+    // The direct depthwise step and the im2col step see the same sampled rows (same seed) and compute the same
+    // loss and gradient: the progress losses agree to rounding and the learned integers are the same.
+    struct net {
+        const char* name;
+        qs::graph (*make)(std::mt19937&);
+        qs::shape_t sample;
+        std::string weight;
+    };
+    const net nets[] = {{"5x5 stride 1 hardswish", depthwise5_net, {6, 4, 12}, "dw5.weight"},
+                        {"3x3 stride 2 after conv+relu", conv_net, {4, 8, 8}, "dw.weight"}};
+    for (const auto& nt : nets) {
+        const std::uint32_t seed = base_seed + 70;
+        SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << nt.name);
+        std::mt19937 rng(seed);
+        const qs::graph g = nt.make(rng);
+        const auto batches = make_batches(rng, nt.sample, 3, 8);
+        std::vector<double> losses[2];
+        std::vector<float> weights[2];
+        for (int direct = 0; direct < 2; ++direct) {
+            qs::quant_sim sim(g, w4(true));
+            sim.compute_encodings(batches);
+            qs::adaround_options o = fast_options();
+            o.iterations = 400;
+            o.positions_per_iteration = 40;
+            o.direct_depthwise = direct != 0;
+            o.progress = [&](const qs::adaround_progress& p) {
+                if (p.weight == nt.weight) losses[direct].push_back(p.loss);
+            };
+            qs::adaround(sim, batches, o);
+            const qs::tensor& w = sim.model().params.at(nt.weight);
+            weights[direct].assign(w.f32(), w.f32() + w.numel());
+        }
+        ASSERT_EQ(losses[0].size(), losses[1].size());
+        ASSERT_FALSE(losses[0].empty());
+        for (std::size_t i = 0; i < losses[0].size(); ++i)
+            EXPECT_NEAR(losses[1][i], losses[0][i], path_loss_tol * std::max(1e-6, losses[0][i])) << "report " << i;
+        EXPECT_EQ(weights[0], weights[1]);
+    }
+}
+
+TEST(Adaround, KeepsNearestRoundingWhenTheLearnedOneIsWorse) {
+    // A huge learning rate saturates every h(V) after the first step in the direction of the first sampled
+    // gradient: an essentially random rounding, far worse than nearest. The safeguard must reject it.
+    const std::uint32_t seed = base_seed + 80;
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    std::mt19937 rng(seed);
+    const qs::graph g = linear_net(rng);
+    const auto batches = correlated_batches(rng, 16, 8, 32);
+    qs::adaround_options o = fast_options();
+    o.iterations = 20;
+    o.learning_rate = 1e3f;
+    o.exact_linear = false;
+    o.positions_per_iteration = 4;
+    for (bool keep : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << "keep_nearest_if_worse " << keep);
+        qs::quant_sim sim(g, w4(true));
+        sim.compute_encodings(batches);
+        const qs::quantizer& q = *sim.find("fc.weight");
+        const qs::tensor nearest = qs::fake_quant(sim.model().params.at("fc.weight"), *q.params, q.options);
+        o.keep_nearest_if_worse = keep;
+        const auto rep = qs::adaround(sim, batches, o);
+        ASSERT_EQ(rep.layers.size(), 1u);
+        const auto& l = rep.layers[0];
+        EXPECT_GT(l.mse_adaround, l.mse_nearest);  // the forced case: learned rounding is worse
+        EXPECT_EQ(l.kept_nearest, keep);
+        const qs::tensor& w = sim.model().params.at("fc.weight");
+        std::int64_t differ = 0;
+        for (std::int64_t i = 0; i < w.numel(); ++i) differ += w.f32()[i] != nearest.f32()[i];
+        if (keep) {
+            EXPECT_EQ(differ, 0);
+            EXPECT_EQ(l.fraction_rounded_up_changed, 0.0);
+            EXPECT_NE(rep.table().find("kept nearest"), std::string::npos);
+        } else {
+            EXPECT_GT(differ, 0);
+        }
+        expect_on_grid(sim, "fc.weight");
+    }
 }

@@ -56,6 +56,13 @@ struct adaround_options {
     std::size_t max_cache_bytes = std::size_t{1} << 30;
     /// Positions used to report the sampled layers' MSE (nearest vs AdaRound); exact layers use all.
     std::int64_t eval_positions = 8192;
+    /// Depthwise convolutions (one input and one output channel per group) compute their sampled loss and gradient
+    /// straight from the cached input rows, one channel at a time in L1, instead of building im2col columns for all
+    /// channels (false: the im2col path, which the tests compare it with).
+    bool direct_depthwise = true;
+    /// After a layer is optimized, keep nearest rounding for it when the learned rounding's reconstruction loss
+    /// on the evaluation positions is higher than nearest rounding's (adaround_layer_report::kept_nearest).
+    bool keep_nearest_if_worse = true;
 };
 
 struct adaround_layer_report {
@@ -64,8 +71,12 @@ struct adaround_layer_report {
     /// Reconstruction loss of the layer output (sum over channels, mean over positions, after the activation),
     /// with nearest rounding and with the learned rounding, on the calibration data (see eval_positions).
     double mse_nearest = 0, mse_adaround = 0;
-    /// Fraction of weights whose learned rounding differs from nearest rounding.
+    /// Fraction of weights whose learned rounding differs from nearest rounding (0 when kept_nearest).
     double fraction_rounded_up_changed = 0;
+    /// The learned rounding was worse than nearest rounding on the calibration data (mse_adaround > mse_nearest),
+    /// so the layer keeps nearest rounding (adaround_options::keep_nearest_if_worse); mse_adaround is then the
+    /// rejected learned rounding's loss.
+    bool kept_nearest = false;
     std::string activation;  ///< the activation the loss goes through ("none", "relu", "hardswish", ...)
     bool exact = false;      ///< exact loss over all positions (Gram form) instead of sampled positions
     std::int64_t samples = 0, positions = 0;  ///< calibration samples cached, output positions they give
@@ -75,7 +86,8 @@ struct adaround_report {
     std::vector<adaround_layer_report> layers;
     std::vector<std::string> skipped;  ///< "weight: reason" for candidate weights left alone
     double seconds = 0;
-    /// Readable table: one line per layer (weight, activation, exact/sampled, seconds, MSE nearest -> AdaRound).
+    /// Readable table: one line per layer (weight, activation, exact/sampled, seconds, MSE nearest -> AdaRound,
+    /// fraction changed, "kept nearest" where the learned rounding was rejected), then the total.
     std::string table() const;
 };
 
