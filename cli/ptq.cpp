@@ -1,5 +1,7 @@
 // quantsim ptq: post-training quantization of an ONNX model. Writes the FP32 model after any passes, its encodings
 // (AIMET format) and a QDQ model that ONNX Runtime runs.
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <unistd.h>
 #include <iomanip>
@@ -47,6 +49,12 @@ const char* const ptq_usage =
     "  --bias-correction M     empirical or analytical (analytical folds batch norms for their statistics)\n"
     "  --adaround              learn the weight rounding (AdaRound); weights and their encodings are frozen\n"
     "  --adaround-iters N      AdaRound iterations per layer (default 10000)\n"
+    "  --mixquant[=DB]         MixQuant: per layer, the fewest weight bits (2..--param-bw) whose weight SQNR\n"
+    "                          reaches DB decibels (default 25); before range setting\n"
+    "  --target-drop D         accuracy-driven mixed precision: the cheapest per-layer bit widths (BitOps) whose\n"
+    "                          top-1 on --eval stays within D points of FP32; needs --eval and --labels\n"
+    "  --mp-candidates LIST    candidates for --target-drop, e.g. a8w8,a8w4,a16w8 (default aAwP,aAw4 from\n"
+    "                          --act-bw A and --param-bw P)\n"
     "  --encodings-version V   0.6.1, 1.0.0 or 2.0.0 (default 1.0.0)\n"
     "  --opset N               opset of model_qdq.onnx, 13..21 (default 13; raised to 21 for int4/int16/blocks)\n"
     "  --eval [NAME=]FILE      also report top-1 accuracy (FP32, and after every step) on these samples\n"
@@ -74,11 +82,43 @@ std::string json_escape(const std::string& s) {
     return o;
 }
 
-int ptq_command(const std::vector<std::string>& argv) {
+// "--mixquant" takes an optional value: "--mixquant", "--mixquant=30" or "--mixquant 30".
+std::vector<std::string> normalize_optional_values(std::vector<std::string> argv) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < argv.size(); ++i) {
+        if (argv[i] != "--mixquant") {
+            out.push_back(argv[i]);
+            continue;
+        }
+        double v = 0;
+        const std::string next = i + 1 < argv.size() ? argv[i + 1] : std::string();
+        const auto [p, ec] = std::from_chars(next.data(), next.data() + next.size(), v);
+        if (!next.empty() && ec == std::errc() && p == next.data() + next.size()) {
+            out.push_back("--mixquant=" + next);
+            ++i;
+        } else {
+            out.push_back("--mixquant=");
+        }
+    }
+    return out;
+}
+
+double double_value(const cli::args& a, const std::string& name, double def) {
+    const auto v = a.value(name);
+    if (!v || v->empty()) return def;
+    double r = 0;
+    const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), r);
+    if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(r))
+        throw cli::usage_error("option '" + name + "' needs a number, got '" + *v + "'");
+    return r;
+}
+
+int ptq_command(const std::vector<std::string>& raw_argv) {
+    const std::vector<std::string> argv = normalize_optional_values(raw_argv);
     cli::args a(argv,
                 {"--calib", "--out", "--config", "--param-bw", "--act-bw", "--range", "--param-range",
                  "--encodings-version", "--opset", "--eval", "--labels", "--batch", "--threads", "--workers",
-                 "--bias-correction", "--adaround-iters"},
+                 "--bias-correction", "--adaround-iters", "--mixquant", "--target-drop", "--mp-candidates"},
                 {"--per-channel", "--allow-nonfinite", "--quiet", "--fold-bn", "--cle", "--adaround"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
@@ -119,6 +159,34 @@ int ptq_command(const std::vector<std::string>& argv) {
         throw cli::usage_error(e.what());
     }
     o.num_threads = static_cast<int>(threads);
+    if (a.value("--mixquant")) {
+        mixquant_options mo;
+        mo.min_sqnr_db = double_value(a, "--mixquant", 25.0);
+        mo.bitwidths.clear();
+        for (int b = 2; b <= o.param_bitwidth; ++b) mo.bitwidths.push_back(b);
+        po.mixquant = mo;
+    }
+    if (a.value("--mp-candidates") && !a.value("--target-drop")) throw cli::usage_error("--mp-candidates needs --target-drop");
+    if (a.value("--target-drop")) {
+        if (!a.value("--eval")) throw cli::usage_error("--target-drop needs --eval and --labels (the accuracy it keeps)");
+        if (po.mixquant) throw cli::usage_error("--mixquant and --target-drop both choose bit widths: choose one");
+        mp_search_options mo;
+        const double drop = double_value(a, "--target-drop", 1.0);
+        if (drop < 0 || drop > 100) throw cli::usage_error("--target-drop must be between 0 and 100 points");
+        mo.allowed_drop = drop / 100.0;
+        try {
+            if (auto c = a.value("--mp-candidates")) {
+                mo.candidates = parse_mp_candidates(*c);
+            } else {
+                if (o.param_bitwidth <= 4)
+                    throw cli::usage_error("--target-drop with --param-bw <= 4 needs --mp-candidates");
+                mo.candidates = {{o.activation_bitwidth, o.param_bitwidth}, {o.activation_bitwidth, 4}};
+            }
+        } catch (const invalid_argument& e) {
+            throw cli::usage_error(e.what());
+        }
+        po.mixed_precision = mo;
+    }
     encodings_version version;
     try {
         version = parse_encodings_version(a.value("--encodings-version").value_or("1.0.0"));
@@ -156,6 +224,16 @@ int ptq_command(const std::vector<std::string>& argv) {
         const auto r = eval_fp32(g);
         if (!quiet) std::cerr << "FP32 top-1: " << std::fixed << std::setprecision(2) << 100 * r.top1() << "%\n";
         json << ", \"fp32_top1\": " << r.top1();
+        if (po.mixed_precision) {
+            po.mixed_precision->reference_accuracy = r.top1();
+            po.mixed_precision_eval = [&](quant_sim& s) { return eval_sim(s).top1(); };
+            if (!quiet && isatty(2))
+                po.mixed_precision->progress = [](const std::string& phase, std::size_t done, std::size_t total) {
+                    std::cerr << "\rmixed precision " << phase << ": " << done;
+                    if (total) std::cerr << "/" << total;
+                    std::cerr << "   " << std::flush;
+                };
+        }
     }
     double last_top1 = -1;
     const std::string wa = "W" + std::to_string(o.param_bitwidth) + "A" + std::to_string(o.activation_bitwidth);
@@ -166,7 +244,7 @@ int ptq_command(const std::vector<std::string>& argv) {
         }
         steps_json << (steps_json.tellp() > 0 ? ", " : "") << "{\"step\": \"" << s.name
                    << "\", \"seconds\": " << s.seconds;
-        if (eval_data) {
+        if (eval_data && (sim || s.changes_fp32)) {  // steps that only configure (mixquant) change no accuracy yet
             // FP32 steps: the FP32 model's accuracy (changes only where the pass is not exact, e.g. ReLU6 -> ReLU).
             const auto r = sim ? eval_sim(*sim) : eval_fp32(fp32_model);
             if (!quiet)
@@ -194,6 +272,29 @@ int ptq_command(const std::vector<std::string>& argv) {
     json << ", \"quantizers\": " << enabled << ", \"calibration_seconds\": " << calib_s
          << ", \"pipeline_seconds\": " << ptq_s;
     if (eval_data) json << ", \"quantized_top1\": " << last_top1;
+    {
+        // Weight storage at the chosen bit widths (enabled weight quantizers; others count as 32-bit floats).
+        double bits = 0;
+        for (const auto& [name, t] : sim.model().params) {
+            const quantizer* q = sim.find(name);
+            if (!q || q->kind != quantizer_kind::param || q->param_kind != "weight") continue;
+            const auto p = sim.effective_params(name);
+            bits += static_cast<double>(t.numel()) * (p ? p->bitwidth : 32);
+        }
+        json << ", \"weight_kib\": " << bits / 8.0 / 1024.0;
+    }
+    if (result.mixquant)
+        json << ", \"mixquant\": {\"min_sqnr_db\": " << result.mixquant->min_sqnr_db
+             << ", \"mean_bitwidth\": " << result.mixquant->mean_bitwidth() << ", \"layers\": "
+             << result.mixquant->layers.size() << "}";
+    if (result.mixed_precision) {
+        const auto& mp = *result.mixed_precision;
+        json << ", \"mixed_precision\": {\"groups\": " << mp.groups.size() << ", \"evaluations\": " << mp.evaluations
+             << ", \"met_target\": " << (mp.met_target ? "true" : "false") << ", \"target_top1\": "
+             << mp.target_accuracy << ", \"bitops_ratio\": " << mp.curve[mp.chosen].bitops / mp.curve.front().bitops
+             << "}";
+        if (!quiet) std::cerr << mp.table();
+    }
     json << ", \"steps\": [" << steps_json.str() << "]";
 
     const std::filesystem::path dir(*out);

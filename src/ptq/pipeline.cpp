@@ -2,6 +2,7 @@
 #include <quantsim/ptq/pipeline.hpp>
 
 #include <chrono>
+#include <map>
 #include <sstream>
 #include <utility>
 
@@ -41,6 +42,12 @@ ptq_result run_ptq(graph model, const std::vector<std::vector<tensor>>& calibrat
                        "run_ptq: bias correction and AdaRound are alternatives (AdaRound already minimizes the output "
                        "error that bias correction removes): choose one");
     if (calibration.empty()) QUANTSIM_THROW(calibration_error, "run_ptq: the calibration set is empty");
+    if (options.mixquant && options.mixed_precision)
+        QUANTSIM_THROW(invalid_argument,
+                       "run_ptq: MixQuant and the accuracy-driven mixed precision search both choose the weight bit "
+                       "widths: choose one");
+    if (options.mixed_precision && !options.mixed_precision_eval)
+        QUANTSIM_THROW(invalid_argument, "run_ptq: the mixed precision search needs an evaluation function");
 
     std::vector<ptq_step> steps;
     bn_stats_map stats;
@@ -73,12 +80,45 @@ ptq_result run_ptq(graph model, const std::vector<std::vector<tensor>>& calibrat
     if (options.bias_correction != bias_correction_method::none) add_zero_biases(model);
 
     quant_sim sim(std::move(model), options.sim);
+    std::optional<mixquant_result> mq;
+    if (options.mixquant) {
+        const auto t0 = clock_type::now();
+        mq = mixquant_search(sim, *options.mixquant);
+        apply_mixquant(sim, *mq);
+        ptq_step s{"mixquant", 0, {}, false};
+        std::map<int, std::size_t> histogram;
+        for (const auto& l : mq->layers) ++histogram[l.bitwidth];
+        std::string counts;
+        for (const auto& [bits, n] : histogram) counts += (counts.empty() ? "" : ", ") + str(n) + " x W" + str(bits);
+        for (const auto& l : mq->layers) s.log.push_back(l.weight + ": W" + str(l.bitwidth));
+        s.log.push_back(str(mq->layers.size()) + " weights at SQNR >= " + str(mq->min_sqnr_db) + " dB: " + counts +
+                        "; mean " + str(mq->mean_bitwidth()) + " bits");
+        s.seconds = seconds_since(t0);
+        report(std::move(s), nullptr);
+    }
     {
         const auto t0 = clock_type::now();
         sim.compute_encodings(calibration, options.calibration);
         std::size_t enabled = 0;
         for (const auto& q : sim.quantizers()) enabled += sim.effective_params(q.name).has_value();
         report({"range_setting", seconds_since(t0), {str(enabled) + " quantizers calibrated"}, false}, &sim);
+    }
+    std::optional<mp_search_result> mp;
+    if (options.mixed_precision) {
+        const auto t0 = clock_type::now();
+        mp = mixed_precision_search(sim, calibration, options.mixed_precision_eval, *options.mixed_precision);
+        ptq_step s{"mixed_precision", 0, {}, false};
+        const mp_point& p = mp->curve[mp->chosen];
+        for (std::size_t g = 0; g < mp->groups.size(); ++g)
+            s.log.push_back((mp->groups[g].weights.empty() ? mp->groups[g].activation : mp->groups[g].weights[0]) +
+                            (mp->groups[g].weights.size() > 1 ? " (+" + str(mp->groups[g].weights.size() - 1) + ")" : "") +
+                            ": " + to_string(mp->candidates[p.choice[g]]));
+        s.log.push_back(str(mp->groups.size()) + " groups, " + str(mp->evaluations) + " evaluations; " +
+                        (mp->met_target ? "chosen" : "target not reached, kept") + ": accuracy " + str(p.accuracy) +
+                        " (target " + str(mp->target_accuracy) + "), BitOps " +
+                        str(p.bitops / mp->curve.front().bitops) + " of the baseline");
+        s.seconds = seconds_since(t0);
+        report(std::move(s), &sim);
     }
     if (options.bias_correction != bias_correction_method::none) {
         const auto t0 = clock_type::now();
@@ -110,7 +150,7 @@ ptq_result run_ptq(graph model, const std::vector<std::vector<tensor>>& calibrat
         s.log.push_back(str(r.layers.size()) + " layers rounded in " + str(r.seconds) + " s, activations recalibrated");
         report(std::move(s), &sim);
     }
-    return ptq_result{std::move(sim), std::move(steps), std::move(stats)};
+    return ptq_result{std::move(sim), std::move(steps), std::move(stats), std::move(mq), std::move(mp)};
 }
 
 }  // namespace quantsim

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include <quantsim/ptq/batch_norm_fold.hpp>
 #include <quantsim/ptq/bias_correction.hpp>
 #include <quantsim/ptq/cross_layer_equalization.hpp>
+#include <quantsim/ptq/mixed_precision.hpp>
+#include <quantsim/ptq/mixquant.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 namespace quantsim {
@@ -33,13 +36,20 @@ struct ptq_options {
     bias_correction_options bias_correction_opts{};
     bool adaround = false;
     adaround_options adaround_opts{};
+    /// MixQuant weight bit widths (per layer, from the weights alone), chosen before range setting.
+    std::optional<mixquant_options> mixquant;
+    /// Accuracy-driven mixed precision after range setting (before bias correction or AdaRound, which then work at
+    /// the chosen bit widths); needs mixed_precision_eval. Not together with mixquant.
+    std::optional<mp_search_options> mixed_precision;
+    mp_eval_fn mixed_precision_eval;
     quantsim_options sim{};
     calibration_options calibration{};
 };
 
 /// What one step did.
 struct ptq_step {
-    std::string name;  ///< "fold_bn", "cle", "range_setting", "bias_correction", "adaround"
+    /// "fold_bn", "cle", "mixquant", "range_setting", "mixed_precision", "bias_correction", "adaround"
+    std::string name;
     double seconds = 0;
     std::vector<std::string> log;  ///< readable lines: folds, chains, corrected layers, per-layer AdaRound times
     /// True when the step changed the FP32 model (fold, CLE); the quantized model changes at every step.
@@ -54,6 +64,8 @@ struct ptq_result {
     quant_sim sim;  ///< calibrated, with any AdaRound weights frozen; sim.model() is the FP32 model after the passes
     std::vector<ptq_step> steps;
     bn_stats_map bn_stats;  ///< from batch-norm folding (rescaled by CLE), empty without folding
+    std::optional<mixquant_result> mixquant;
+    std::optional<mp_search_result> mixed_precision;
 };
 
 /// Runs the pipeline on `model` with the calibration batches (each a list of model inputs in order). Bias correction
