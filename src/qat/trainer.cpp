@@ -328,8 +328,43 @@ qat_trainer::qat_trainer(quant_sim& sim, qat_options options) : impl_(std::make_
         if (g.params.at(t).rank() >= 2) m.decay.insert(t);
     // Quantizers: one state per encoding owner.
     std::vector<std::pair<std::string, qstate*>> attach;
+    std::vector<std::pair<std::string, value_transform>> bias_transforms;
+    const auto owner_of = [&](const std::string& name) -> qstate* {
+        const quantizer* q = sim.find(name);
+        if (!q || !q->enabled) return nullptr;
+        const std::string owner = q->shared_with.empty() ? q->name : q->shared_with;
+        const quantizer* oq = sim.find(owner);
+        return oq && oq->enabled ? m.state_for(owner) : nullptr;
+    };
     for (const quantizer& q : sim.quantizers()) {
-        if (!q.enabled || q.is_derived_bias()) continue;  // int32 bias noise (s_in * s_w / 2) is not simulated in training
+        if (!q.enabled) continue;
+        if (q.is_derived_bias() && !q.params) {
+            // int32 bias, scale = s_in * s_w per channel from the current (trained) encodings, as the sim derives it.
+            qstate* s_in = owner_of(q.bias_input);
+            qstate* s_w = owner_of(q.bias_weight);
+            if (!s_in || !s_w || s_in->p.size() != 1) continue;
+            quant_options qo = q.options;
+            qo.num_threads = m.opt.num_threads;
+            const auto derived = [s_in, s_w]() {
+                quant_params b;
+                b.bitwidth = bias_bitwidth;
+                b.is_signed = true;
+                b.scheme = qscheme::symmetric;
+                b.scale.clear();
+                b.zero_point.clear();
+                for (float s : s_w->p.scale) {
+                    b.scale.push_back(s_in->p.scale[0] * s);
+                    b.zero_point.push_back(0);
+                }
+                b.gran = b.size() > 1 ? granularity::per_channel(0) : granularity::per_tensor();
+                return b;
+            };
+            value_transform t;
+            t.forward = [derived, qo](const tensor& x) { return fake_quant(x, derived(), qo); };
+            t.backward = [derived, qo](const tensor& x, const tensor& gy) { return ste_grad(x, gy, derived(), qo); };
+            bias_transforms.emplace_back(q.name, std::move(t));
+            continue;
+        }
         const std::string owner = q.shared_with.empty() ? q.name : q.shared_with;
         const quantizer* oq = sim.find(owner);
         if (!oq || !oq->enabled) continue;
@@ -342,6 +377,7 @@ qat_trainer::qat_trainer(quant_sim& sim, qat_options options) : impl_(std::make_
     ao.variables.insert(m.trainable.begin(), m.trainable.end());
     for (const auto& [name, st] : attach)
         if (g.is_param(name)) ao.variables.insert(name);
+    for (const auto& [name, t] : bias_transforms) ao.variables.insert(name);
     if (m.opt.bn_training) ao.variables.insert(m.bn_stats.begin(), m.bn_stats.end());
     m.tape = std::make_unique<autograd_tape>(g, ao);
     for (auto& st : m.states) {
@@ -349,6 +385,7 @@ qat_trainer::qat_trainer(quant_sim& sim, qat_options options) : impl_(std::make_
         st.g2.assign(st.p.size(), 0.0f);
     }
     for (const auto& [name, st] : attach) m.tape->set_transform(name, m.transform_of(st));
+    for (auto& [name, t] : bias_transforms) m.tape->set_transform(name, std::move(t));
     if (m.opt.freezing || m.opt.dampening) m.opt.track_oscillations = m.opt.track_oscillations || m.opt.freezing;
     if (!(m.opt.oscillation_momentum > 0 && m.opt.oscillation_momentum <= 1))
         QUANTSIM_THROW(invalid_argument, "qat_options: oscillation_momentum ", m.opt.oscillation_momentum, " is outside (0, 1]");

@@ -174,8 +174,11 @@ TEST(Trainer, LearnsAndWritesBackConsistentlyInEveryRangeMode) {
         const auto enc0 = sim.effective_params("conv.w");
         const auto enc1 = t.encoding("conv.w");
         ASSERT_TRUE(enc0 && enc1);
-        if (mode == qs::qat_range_mode::fixed) EXPECT_EQ(enc0->scale, enc1->scale);
-        else EXPECT_NE(enc0->scale, enc1->scale);
+        if (mode == qs::qat_range_mode::fixed) {
+            EXPECT_EQ(enc0->scale, enc1->scale);
+        } else {
+            EXPECT_NE(enc0->scale, enc1->scale);
+        }
         // After write-back the sim's own simulated forward computes what the trainer evaluated.
         t.write_back();
         EXPECT_TRUE(sim.at("conv.w").frozen);
@@ -233,4 +236,49 @@ TEST(Trainer, BadInputsAreClearErrors) {
     tensor bad = y.clone();
     bad.data<std::int64_t>()[3] = 5;
     EXPECT_THROW(t.train_step(x, bad), qs::invalid_argument);
+}
+
+TEST(Trainer, OscillationTrackingDampeningAndFreezing) {
+    std::mt19937 rng(base_seed + 3);
+    SCOPED_TRACE("seed " + std::to_string(base_seed + 3));
+    const qs::graph g = tiny_net(rng);
+    tensor x, y;
+    make_data(256, rng, x, y);
+    qs::quant_sim sim = make_sim(g, 3, x.slice(0, 64));
+    qs::qat_options o;
+    o.weight_optimizer = {qs::optimizer_kind::sgd, 0.05, 0.9};  // large steps: weights flip back and forth
+    o.epochs = 8;
+    o.dampening = true;
+    o.freezing = true;
+    o.oscillation_momentum = 0.05;
+    o.freeze_threshold = 0.05;
+    o.freeze_threshold_final = 0.02;
+    qs::qat_trainer t(sim, o);
+    double first_damp = -1, last_damp = 0;
+    std::int64_t steps = 0;
+    qs::qat_callbacks cb;
+    cb.on_step = [&](const qs::qat_step_info& s) {
+        if (s.step < 16) {
+            EXPECT_EQ(s.dampening_loss, 0.0);  // the first 25 % of the 64 steps: lambda = 0
+        }
+        if (s.step >= 17 && first_damp < 0) first_damp = s.dampening_loss;
+        last_damp = s.dampening_loss;
+        ++steps;
+    };
+    t.fit(x, y, cb);
+    EXPECT_EQ(steps, 64);
+    EXPECT_GT(first_damp, 0.0);
+    EXPECT_GT(last_damp, 0.0);
+    const auto st = t.oscillation_stats();
+    EXPECT_EQ(st.tracked, 8 * 3 * 9 + 2 * 8);  // the conv and fc weights (3 bits <= 4)
+    EXPECT_GT(st.frozen, 0);
+    EXPECT_GT(st.mean_frequency, 0.0);
+    // Frozen weights sit exactly on their grid: fake-quantizing them changes nothing.
+    const tensor w = t.tape().param("conv.w");
+    const auto enc = t.encoding("conv.w");
+    ASSERT_TRUE(enc);
+    const tensor q = qs::fake_quant(w, *enc);
+    std::int64_t on_grid = 0;
+    for (std::int64_t i = 0; i < w.numel(); ++i) on_grid += w.f32()[i] == q.f32()[i];
+    EXPECT_GT(on_grid, 0);
 }
