@@ -7,6 +7,7 @@
 
 #include <quantsim/ir/autograd.hpp>
 #include <quantsim/ir/detail/autograd_kernels.hpp>
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/gemm.hpp>
 #include <quantsim/ir/kernels/layout.hpp>
@@ -146,7 +147,7 @@ void require_f32(const tensor& t, const grad_backward_context& c, std::size_t i)
 // y = f'(x) * g elementwise, parallel.
 template <class F>
 tensor unary_grad(const tensor& x, const tensor& g, F&& f) {
-    tensor r = tensor::empty(x.shape());
+    tensor r = detail::new_tensor(x.shape());
     const float* xp = x.f32();
     const float* gp = g.f32();
     float* rp = r.f32();
@@ -167,7 +168,7 @@ std::vector<tensor> add_sub_backward(const grad_backward_context& c, bool sub) {
     if (wants(c, 1)) {
         tensor g1 = detail::reduce_to_shape(g, in(c, 1).shape());
         if (sub) {
-            tensor n = tensor::empty(g1.shape());
+            tensor n = detail::new_tensor(g1.shape());
             for (std::int64_t i = 0; i < n.numel(); ++i) n.f32()[i] = -g1.f32()[i];
             g1 = n;
         }
@@ -241,7 +242,7 @@ std::vector<tensor> gemm_backward(const grad_backward_context& c) {
     const tensor g = gout(c);
     const std::int64_t lda = ta ? m : k, ldb = tb ? k : n;
     if (wants(c, 0)) {
-        tensor da = tensor::empty(a.shape());
+        tensor da = detail::new_tensor(a.shape());
         if (!ta)
             gemm(false, !tb, m, k, n, alpha, g.f32(), n, b.f32(), ldb, 0.0f, da.f32(), k);
         else
@@ -249,7 +250,7 @@ std::vector<tensor> gemm_backward(const grad_backward_context& c) {
         r[0] = da;
     }
     if (wants(c, 1)) {
-        tensor db = tensor::empty(b.shape());
+        tensor db = detail::new_tensor(b.shape());
         if (!tb)
             gemm(!ta, false, k, n, m, alpha, a.f32(), lda, g.f32(), n, 0.0f, db.f32(), n);
         else
@@ -347,9 +348,9 @@ bool bn_forward(grad_forward_context& f) {
     const float eps = nd.attr_float("epsilon", 1e-5f);
     const float* gamma = f.inputs[1]->f32();
     const float* beta = f.inputs[2]->f32();
-    tensor y = tensor::empty(x.shape());
-    tensor mean = tensor::empty({C}), invstd = tensor::empty({C});
-    tensor rmean = tensor::empty({C}), rvar = tensor::empty({C});
+    tensor y = detail::new_tensor(x.shape());
+    tensor mean = detail::new_tensor({C}), invstd = detail::new_tensor({C});
+    tensor rmean = detail::new_tensor({C}), rvar = detail::new_tensor({C});
     const float* xp = x.f32();
     float* yp = y.f32();
     const std::int64_t cnt = N * S;
@@ -399,13 +400,13 @@ std::vector<tensor> bn_backward(const grad_backward_context& c) {
     const float* gamma = in(c, 1).f32();
     const bool batch_stats = c.saved.size() == 2;  // the training forward saved (mean, invstd)
     tensor mean = batch_stats ? c.saved[0] : in(c, 3);
-    tensor invstd = batch_stats ? c.saved[1] : tensor::empty({C});
+    tensor invstd = batch_stats ? c.saved[1] : detail::new_tensor({C});
     if (!batch_stats)
         for (std::int64_t ch = 0; ch < C; ++ch)
             invstd.f32()[ch] = 1.0f / std::sqrt(in(c, 4).f32()[ch] + eps);
-    tensor dx = wants(c, 0) ? tensor::empty(x.shape()) : tensor();
-    tensor dgamma = tensor::empty({C}), dbeta = tensor::empty({C}), dmean = tensor::empty({C}),
-           dvar = tensor::empty({C});
+    tensor dx = wants(c, 0) ? detail::new_tensor(x.shape()) : tensor();
+    tensor dgamma = detail::new_tensor({C}), dbeta = detail::new_tensor({C}), dmean = detail::new_tensor({C}),
+           dvar = detail::new_tensor({C});
     const float* xp = x.f32();
     const float* gp = g.f32();
     const std::int64_t cnt = N * S;
@@ -466,7 +467,7 @@ std::vector<tensor> gap_backward(const grad_backward_context& c) {
     const tensor& x = in(c, 0);
     const auto [N, C, S] = bn_dims_of(x, c.n);
     const tensor g = gout(c);
-    tensor dx = tensor::empty(x.shape());
+    tensor dx = detail::new_tensor(x.shape());
     const float inv = S ? 1.0f / static_cast<float>(S) : 0.0f;
     detail::parallel_range(N * C, 64, [&](std::int64_t b, std::int64_t e) {
         for (std::int64_t p = b; p < e; ++p) std::fill_n(dx.f32() + p * S, S, g.f32()[p] * inv);
@@ -513,8 +514,9 @@ std::vector<tensor> maxpool_backward(const grad_backward_context& c) {
         ph = pw = 0;
     }
     const tensor g = gout(c);
-    tensor dx(x.shape());
+    tensor dx = detail::new_tensor(x.shape());
     detail::parallel_for(N * C, [&](std::int64_t p) {
+        std::fill_n(dx.f32() + p * H * W, H * W, 0.0f);
         const float* xp = x.f32() + p * H * W;
         const float* gp = g.f32() + p * OH * OW;
         float* d = dx.f32() + p * H * W;
@@ -568,7 +570,7 @@ std::vector<tensor> softmax_backward(const grad_backward_context& c) {
     for (int i = ax + 1; i < y.rank(); ++i) inner *= y.shape()[static_cast<std::size_t>(i)];
     const std::int64_t len = y.shape()[static_cast<std::size_t>(ax)];
     const tensor g = gout(c);
-    tensor dx = tensor::empty(y.shape());
+    tensor dx = detail::new_tensor(y.shape());
     const float* yp = y.f32();
     const float* gp = g.f32();
     float* d = dx.f32();
@@ -594,7 +596,7 @@ bool clip_forward(grad_forward_context& f) {
     float lo, hi;
     clip_bounds(f.n, f.inputs, lo, hi);
     const tensor& x = *f.inputs.at(0);
-    tensor y = tensor::empty(x.shape());
+    tensor y = detail::new_tensor(x.shape());
     for (std::int64_t i = 0; i < x.numel(); ++i) y.f32()[i] = std::min(std::max(x.f32()[i], lo), hi);
     f.outputs[0] = y;
     return true;
@@ -616,10 +618,10 @@ void register_builtin_grad_rules(grad_registry& reg) {
         const bool one_d = x.rank() == 3;
         const std::int64_t h = one_d ? 1 : x.shape()[2], wd = one_d ? x.shape()[2] : x.shape()[3];
         const tensor dy = gout(c);
-        tensor dx = wants(c, 0) ? tensor::empty(x.shape()) : tensor();
-        tensor dw = wants(c, 1) ? tensor::empty(w.shape()) : tensor();
+        tensor dx = wants(c, 0) ? detail::new_tensor(x.shape()) : tensor();
+        tensor dw = wants(c, 1) ? detail::new_tensor(w.shape()) : tensor();
         const bool bias = c.inputs.size() > 2 && c.inputs[2] && wants(c, 2);
-        tensor db = bias ? tensor::empty({g.out_channels}) : tensor();
+        tensor db = bias ? detail::new_tensor({g.out_channels}) : tensor();
         detail::conv2d_backward(g, x.shape()[0], h, wd, x.f32(), w.f32(), dy.f32(), dx.defined() ? dx.f32() : nullptr,
                                 dw.defined() ? dw.f32() : nullptr, db.defined() ? db.f32() : nullptr);
         r[0] = dx;

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include <quantsim/ir/autograd.hpp>
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 
@@ -67,6 +68,25 @@ struct autograd_tape::impl {
     bool recorded = false;
     std::vector<tensor> vals, raw;
     std::vector<std::vector<tensor>> saved;
+    // Buffers of the previous step, handed back to kernels and rules of the next one (a step then allocates, and
+    // page-faults, almost nothing).
+    detail::tensor_pool pool;
+
+    void recycle() {
+        std::size_t bytes = 0;
+        const auto give = [&](tensor& t) {
+            if (!t.defined()) return;
+            bytes += t.nbytes();
+            pool.give(std::move(t));
+            t = tensor();
+        };
+        pool.set_capacity(std::size_t{1} << 40);  // everything of the last step; trimmed below
+        for (auto& t : vals) give(t);
+        for (auto& t : raw) give(t);
+        for (auto& v : saved)
+            for (auto& t : v) give(t);
+        pool.set_capacity(std::max<std::size_t>(2 * bytes, pool.pooled_bytes()));
+    }
 
     int id_of(const std::string& name) {
         auto [it, fresh] = ids.emplace(name, static_cast<int>(names.size()));
@@ -180,6 +200,8 @@ std::map<std::string, tensor> autograd_tape::forward(const std::map<std::string,
     auto& m = *impl_;
     kernel_threads_scope threads(m.opt.num_threads);
     m.recorded = false;
+    m.recycle();
+    detail::tensor_pool_scope pool_scope(&m.pool);
     m.vals.assign(m.names.size(), tensor());
     m.raw.assign(m.names.size(), tensor());
     m.saved.assign(m.g.nodes.size(), {});
@@ -262,6 +284,7 @@ tensor autograd_tape::value(std::string_view name) const {
 }
 
 void autograd_tape::clear_tape() {
+    impl_->pool.clear();
     impl_->recorded = false;
     impl_->vals.clear();
     impl_->raw.clear();
@@ -286,6 +309,7 @@ std::map<std::string, tensor> autograd_tape::backward(const std::map<std::string
     auto& m = *impl_;
     if (!m.recorded) QUANTSIM_THROW(graph_error, "autograd_tape::backward: no recorded forward");
     kernel_threads_scope threads(m.opt.num_threads);
+    detail::tensor_pool_scope pool_scope(&m.pool);
     const std::size_t nv = m.names.size();
     std::vector<char> requires_grad(nv, 0);
     std::vector<int> wrt_ids;
@@ -379,6 +403,9 @@ std::map<std::string, tensor> autograd_tape::backward(const std::map<std::string
         }
         result[wrt[k]] = g;
     }
+    // Intermediate gradients go back to the pool (returned ones are still referenced and are not kept).
+    for (auto& g : grads)
+        if (g.defined()) m.pool.give(std::move(g));
     return result;
 }
 
