@@ -246,8 +246,9 @@ void conv2d_backward(const conv_geometry& g, std::int64_t batch, std::int64_t h,
     std::vector<float> partial(dw ? static_cast<std::size_t>(chunks * wsize) : 0);
     parallel_for(chunks, [&](std::int64_t ch) {
         const std::int64_t n0 = batch * ch / chunks, n1 = batch * (ch + 1) / chunks;
-        std::vector<float> col(direct ? 0 : static_cast<std::size_t>(kk * q));
-        std::vector<float> dcol(direct || !dx ? 0 : static_cast<std::size_t>(kk * q));
+        // Per-thread scratch (slot 3: the forward conv kernels use slots 0-2), reused across calls.
+        float* const col = direct ? nullptr : scratch(2 * kk * q, 3);
+        float* const dcol = col ? col + kk * q : nullptr;
         float* pw = dw ? partial.data() + ch * wsize : nullptr;
         for (std::int64_t n = n0; n < n1; ++n)
             for (std::int64_t grp = 0; grp < g.group; ++grp) {
@@ -257,8 +258,8 @@ void conv2d_backward(const conv_geometry& g, std::int64_t batch, std::int64_t h,
                 if (dw) {
                     const float* cm = xg;
                     if (!direct) {
-                        im2col(g, cg, h, w, oh, ow, xg, col.data());
-                        cm = col.data();
+                        im2col(g, cg, h, w, oh, ow, xg, col);
+                        cm = col;
                     }
                     // dW_g [mg, kk] += dY [mg, q] * col^T [q, kk]
                     gemm(false, true, mg, kk, q, 1.0f, dyg, q, cm, q, n == n0 ? 0.0f : 1.0f, pw + grp * mg * kk, kk);
@@ -268,9 +269,9 @@ void conv2d_backward(const conv_geometry& g, std::int64_t batch, std::int64_t h,
                     if (direct) {
                         gemm(true, false, kk, q, mg, 1.0f, wg, kk, dyg, q, 0.0f, dxg, q);
                     } else {
-                        gemm(true, false, kk, q, mg, 1.0f, wg, kk, dyg, q, 0.0f, dcol.data(), q);
+                        gemm(true, false, kk, q, mg, 1.0f, wg, kk, dyg, q, 0.0f, dcol, q);
                         std::fill_n(dxg, cg * h * w, 0.0f);
-                        col2im_add(g, cg, h, w, oh, ow, dcol.data(), dxg);
+                        col2im_add(g, cg, h, w, oh, ow, dcol, dxg);
                     }
                 }
             }
