@@ -71,7 +71,11 @@ void output_geometry(const resize_attrs& a, const shape_t& in, const tensor* sca
             if (!(s > 0.0f)) QUANTSIM_THROW(invalid_argument, desc, ": scales must be positive, got ", s);
             const std::size_t ax = static_cast<std::size_t>(axes[i]);
             sc[ax] = s;
-            out[ax] = static_cast<std::int64_t>(std::floor(static_cast<double>(in[ax]) * static_cast<double>(s)));
+            const double o = std::floor(static_cast<double>(in[ax]) * static_cast<double>(s));
+            // A huge scale from a model file: converting an out-of-range double to int64 is undefined (found by fuzz_onnx).
+            if (!(std::fabs(o) < 9.0e18))
+                QUANTSIM_THROW(resource_error, desc, ": scale ", s, " makes axis ", ax, " (size ", in[ax], ") too large");
+            out[ax] = static_cast<std::int64_t>(o);
         }
     } else if (sizes && sizes->numel() > 0) {
         const auto sz = int_values(*sizes, desc, "sizes");
