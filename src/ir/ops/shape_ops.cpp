@@ -81,18 +81,29 @@ std::vector<value_info> infer_reshape(const node& n, const op_inputs_info& in) {
         } else {
             out[i] = {d, {}};
         }
-        if (out[i].known()) known_out *= out[i].v;
-        else if (!out[i].p.empty()) out_syms.push_back(out[i].p);
-        else out_anon = true;
+        // Dimensions come from the model file: their product may overflow (UB; found by fuzz_onnx).
+        if (out[i].known()) {
+            if (__builtin_mul_overflow(known_out, out[i].v, &known_out))
+                QUANTSIM_THROW(resource_error, n.describe(), ": the element count of the target shape overflows");
+        } else if (!out[i].p.empty()) {
+            out_syms.push_back(out[i].p);
+        } else {
+            out_anon = true;
+        }
     }
     if (infer >= 0 && xd) {
         std::int64_t known_in = 1;
         std::vector<std::string> in_syms;
         bool in_anon = false;
         for (const auto& d : *xd) {
-            if (d.known()) known_in *= d.v;
-            else if (!d.p.empty()) in_syms.push_back(d.p);
-            else in_anon = true;
+            if (d.known()) {
+                if (__builtin_mul_overflow(known_in, d.v, &known_in))
+                    QUANTSIM_THROW(resource_error, n.describe(), ": the element count of the input shape overflows");
+            } else if (!d.p.empty()) {
+                in_syms.push_back(d.p);
+            } else {
+                in_anon = true;
+            }
         }
         std::sort(in_syms.begin(), in_syms.end());
         std::sort(out_syms.begin(), out_syms.end());
