@@ -14,6 +14,7 @@
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/executor.hpp>
+#include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/quantize.hpp>
@@ -75,9 +76,9 @@ struct step {
 
 // ---- quantize / dequantize of whole tensors -------------------------------------------------------------------
 
-void quantize_tensor(const tensor& x, const qgrid& g, bool tflite, tensor& q) {
+void quantize_tensor(const tensor& x, const qgrid& g, bool tflite, tensor& q, detail::tensor_pool& pool) {
     if (x.type() != dtype::float32) QUANTSIM_THROW(invalid_argument, "integer executor: a quantized value holds ", name_of(x.type()), " data");
-    q = tensor::empty(x.shape(), g.storage());
+    q = pool.take(x.shape(), g.storage());
     const float* src = x.f32();
     const std::int64_t n = x.numel();
     detail::parallel_range(n, 1 << 14, [&](std::int64_t b, std::int64_t e) {
@@ -107,8 +108,8 @@ void quantize_tensor(const tensor& x, const qgrid& g, bool tflite, tensor& q) {
     });
 }
 
-tensor dequantize_tensor(const tensor& q, const qgrid& g) {
-    tensor y = tensor::empty(q.shape());
+tensor dequantize_tensor(const tensor& q, const qgrid& g, detail::tensor_pool& pool) {
+    tensor y = pool.take(q.shape(), dtype::float32);
     float* dst = y.f32();
     const std::int64_t n = q.numel();
     // A 256-entry table holds float(q - zp) * scale for every byte: the same float product, one lookup.
@@ -283,6 +284,8 @@ struct integer_executor::impl {
     std::vector<step> steps;
     std::vector<integer_step_info> plan;
     std::vector<std::string> input_names;
+    // Buffers of the previous run, reused for values of the same size (no page faults after the first run).
+    detail::tensor_pool pool;
 
     bool tflite() const noexcept { return opt.profile == integer_profile::tflite; }
 
@@ -647,13 +650,14 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
     };
     auto get_f = [&](const std::string& v) -> const tensor& {
         if (auto it = fv.find(v); it != fv.end()) return it->second;
-        if (auto it = qv.find(v); it != qv.end()) return fv[v] = dequantize_tensor(it->second, *grid(v));
+        if (auto it = qv.find(v); it != qv.end()) return fv[v] = dequantize_tensor(it->second, *grid(v), pool);
         QUANTSIM_THROW(graph_error, "integer executor: value '", v, "' was not computed");
     };
     auto put = [&](const std::string& v, tensor t) {
         if (const qgrid* gq = grid(v)) {
             tensor q;
-            quantize_tensor(t, *gq, tfl, q);
+            quantize_tensor(t, *gq, tfl, q, pool);
+            pool.give(std::move(t));
             qv[v] = std::move(q);
         } else {
             fv[v] = std::move(t);
@@ -690,7 +694,7 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                 if (oh <= 0 || ow <= 0)
                     QUANTSIM_THROW(shape_error, "integer executor: node '", s.node, "': input ", to_string(x.shape()),
                                    " is smaller than the kernel");
-                tensor y = tensor::empty({x.dim(0), s.conv.geom.out_channels, oh, ow}, yg.storage());
+                tensor y = pool.take({x.dim(0), s.conv.geom.out_channels, oh, ow}, yg.storage());
                 detail::qconv_run(s.conv, x.dim(0), x.dim(2), x.dim(3), x.raw(), xg.is_signed, xg.zp, y.raw(),
                                   yg.is_signed, opt.vectorized);
                 qv[s.outputs[0]] = std::move(y);
@@ -705,7 +709,7 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                                    " does not end in ", s.matmul_k);
                 shape_t ys = a.shape();
                 ys.back() = s.matmul.cols;
-                tensor y = tensor::empty(ys, yg.storage());
+                tensor y = pool.take(ys, yg.storage());
                 detail::qmatmul_run(s.matmul, a.numel() / s.matmul_k, a.raw(), ag.is_signed, ag.zp, y.raw(), yg.is_signed,
                                     opt.vectorized);
                 qv[s.outputs[0]] = std::move(y);
@@ -717,7 +721,7 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                 const tensor& b = get_q(s.inputs[1]);
                 const qgrid& cg = *grid(s.outputs[0]);
                 const shape_t os = broadcast_shape(a.shape(), b.shape(), "node '" + s.node + "'");
-                tensor c = tensor::empty(os, cg.storage());
+                tensor c = pool.take(os, cg.storage());
                 binary_op(s, a, *grid(s.inputs[0]), b, *grid(s.inputs[1]), c, cg, tfl, opt.vectorized);
                 qv[s.outputs[0]] = std::move(c);
                 break;
@@ -727,7 +731,7 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                 const qgrid& xg = *grid(s.inputs[0]);
                 const qgrid& yg = *grid(s.outputs[0]);
                 const std::int64_t nc = x.dim(0) * x.dim(1), hw = x.dim(2) * x.dim(3);
-                tensor y = tensor::empty({x.dim(0), x.dim(1), 1, 1}, yg.storage());
+                tensor y = pool.take({x.dim(0), x.dim(1), 1, 1}, yg.storage());
                 const float mult = ort_gap_multiplier(xg.scale, yg.scale, hw);
                 const fixed_multiplier tm =
                     tfl ? tflite_quantize_multiplier(static_cast<double>(xg.scale) / yg.scale) : fixed_multiplier{};
@@ -791,11 +795,16 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
         if (!qv.count(v) && !fv.count(v)) QUANTSIM_THROW(invalid_argument, "integer executor: no value '", v, "' in the model");
         result[v] = get_f(v);
     }
+    // Everything not handed out goes back to the pool (it keeps only buffers nothing else references).
+    for (auto* m : {&qv, &fv})
+        for (auto& [name, t] : *m)
+            if (!result.count(name)) pool.give(std::move(t));
     return result;
 }
 
 integer_executor::integer_executor(const quant_sim& sim, integer_options options) : impl_(std::make_unique<impl>()) {
     impl_->opt = options;
+    impl_->pool.set_capacity(std::size_t{512} << 20);
     impl_->build(sim);
 }
 integer_executor::~integer_executor() = default;
