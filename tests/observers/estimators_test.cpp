@@ -192,6 +192,37 @@ TEST(HistogramEstimators, EverySchemeAndBitWidthGivesAValidEncoding) {
     }
 }
 
+// The SQNR search skips candidates whose clipping term alone reaches the best cost so far; it must pick exactly
+// the range the exhaustive search picks (same doubles), for every scheme, bit width and gamma.
+TEST(SqnrEstimator, PrunedSearchEqualsExhaustive) {
+    const std::uint32_t seed = qtest::default_seed + 27;
+    SCOPED_TRACE(qtest::seed_trace(seed));
+    std::vector<float> relu = qtest::normal(20000, seed + 1);
+    for (auto& v : relu) v = std::max(v, 0.0f);
+    const std::vector<std::vector<float>> datasets = {qtest::laplace_with_outliers(20000, seed),
+                                                      qtest::student_t(20000, seed),
+                                                      qtest::uniform(5000, seed, -0.3f, 4.0f),
+                                                      qtest::normal(20000, seed, 2.0f, 0.5f),
+                                                      relu,
+                                                      std::vector<float>(100, -1.5f),
+                                                      qtest::uniform(2000, seed, 1000.0f, 1000.5f)};
+    for (std::size_t d = 0; d < datasets.size(); ++d) {
+        for (double gamma : {0.0, 1.0, sqnr_estimator::default_gamma, 10.0}) {
+            const auto pruned = observed(sqnr_estimator{gamma}, datasets[d]);
+            const auto full = observed(sqnr_estimator{gamma}.exhaustive(), datasets[d]);
+            for (int bits : {2, 4, 8, 16}) {
+                for (const auto& s : qtest::all_specs(bits)) {
+                    SCOPED_TRACE("dataset " + std::to_string(d) + " gamma " + std::to_string(gamma) + " " +
+                                 qtest::describe(s));
+                    const auto a = pruned.compute_range(s), b = full.compute_range(s);
+                    EXPECT_EQ(a.min, b.min);
+                    EXPECT_EQ(a.max, b.max);
+                }
+            }
+        }
+    }
+}
+
 TEST(HistogramEstimators, EmptyObserverCannotCompute) {
     for (auto name : {"percentile:99", "mse", "sqnr", "entropy"}) {
         auto o = make_observer(name);

@@ -104,6 +104,21 @@ TEST(ObserverKernels, HistogramCountMatchesReference) {
     check_counts(tiny, 2048);
 }
 
+// Runs of one bin (activations after Relu/Clip are often exactly 0) and sorted data count right through the
+// padded sub-histograms too.
+TEST(ObserverKernels, HistogramCountRunsOfOneBin) {
+    const std::uint32_t seed = qtest::default_seed + 3;
+    SCOPED_TRACE(qtest::seed_trace(seed));
+    auto x = qtest::normal(50000, seed);
+    std::vector<float> runs(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) runs[i] = (i / 1000) % 2 ? 0.0f : x[i];
+    check_counts(runs, 2048);
+    std::sort(x.begin(), x.end());
+    check_counts(x, 2048);
+    check_counts(x, 100);  // a bin count that is not a multiple of 16
+    EXPECT_EQ(detail::histogram_sub_stride(2048) % 1024, 16u) << "lanes must not be 4 KiB apart";
+}
+
 TEST(ObserverKernels, HistogramLevelIsSmallestFittingAndMonotone) {
     const auto x = qtest::normal(64, qtest::default_seed + 3, 0, 10);
     for (std::size_t bins : {2u, 3u, 16u, 2048u}) {

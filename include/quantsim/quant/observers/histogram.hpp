@@ -163,10 +163,11 @@ private:
     void add_fused(std::span<const float> x, std::string_view who, const shape_t* shape) {
         const exact_histogram backup = *this;  // strong guarantee: a NaN in a later chunk undoes earlier ones
         auto& sub = detail::histogram_scratch();
-        sub.assign(detail::histogram_lanes * max_bins_, 0u);
+        const std::size_t stride = detail::histogram_sub_stride(max_bins_);
+        sub.assign(detail::histogram_lanes * stride, 0u);
         std::size_t pending = 0;
         const auto flush = [&] {
-            detail::histogram_flush_sub(counts_.size(), max_bins_, sub.data(), counts_.data());
+            detail::histogram_flush_sub(counts_.size(), stride, sub.data(), counts_.data());
             pending = 0;
         };
         for (std::size_t base = 0; base < x.size(); base += fused_chunk) {
@@ -185,7 +186,7 @@ private:
                 detail::histogram_count_ref(p, m, level_, first_, counts_.size(), counts_.data());
             } else {
                 const std::size_t next = std::min(fused_chunk, x.size() - base - m);
-                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), max_bins_, sub.data(), p + m, next);
+                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), stride, sub.data(), p + m, next);
                 pending += m;
                 if (pending >= (std::size_t{1} << 31)) flush();
             }

@@ -35,7 +35,15 @@ public:
     }
     double gamma() const noexcept { return gamma_; }
     std::string name() const { return "sqnr"; }
-    bool operator==(const sqnr_estimator&) const = default;
+    bool operator==(const sqnr_estimator& o) const noexcept { return gamma_ == o.gamma_; }
+
+    /// The exhaustive search without skipping hopeless candidates (the plain version tests compare against; the
+    /// choice is the same).
+    sqnr_estimator exhaustive() const {
+        sqnr_estimator e = *this;
+        e.prune_ = false;
+        return e;
+    }
 
     value_range select(const exact_histogram& h, const quant_spec& spec) const {
         const auto b = detail::bounds_of(h.min(), h.max());
@@ -44,7 +52,12 @@ public:
         value_range best{b.obs_min, b.obs_max};
         double best_cost = std::numeric_limits<double>::infinity();
         const auto consider = [&](value_range r) {
-            const auto e = m.error(encoding_from_range(r.min, r.max, spec));
+            const encoding enc = encoding_from_range(r.min, r.max, spec);
+            // The cost is gamma * clip + round with round >= 0, so a candidate whose clipping term alone reaches
+            // the best cost cannot win (float addition of a non-negative term never decreases the sum): skipping
+            // its O(cells) rounding integral leaves the choice exactly as the full search makes it.
+            if (prune_ && !(gamma_ * m.clip_error(enc) < best_cost)) return;
+            const auto e = m.error(enc);
             const double c = gamma_ * e.clip + e.round;
             if (c < best_cost) best_cost = c, best = r;
         };
@@ -70,6 +83,7 @@ public:
 
 private:
     double gamma_;
+    bool prune_ = true;
 };
 
 }  // namespace quantsim

@@ -81,6 +81,11 @@ QUANTSIM_ALWAYS_INLINE std::int32_t bin_offset(float x, float scale, std::int32_
 /// Independent sub-histograms (uint32, `stride` apart) hide the store-to-load latency of repeated bins.
 constexpr std::size_t histogram_lanes = 4;
 
+/// Distance between sub-histograms for nbins bins: padded so that the lanes' copies of one bin are not a multiple
+/// of 4 KiB apart (2048 bins unpadded are exactly 8 KiB: the CPU then takes a load of one lane's bin for a
+/// possible reload of another lane's pending store (4K aliasing) and runs of one bin were twice as slow).
+constexpr std::size_t histogram_sub_stride(std::size_t nbins) noexcept { return (nbins + 15) / 16 * 16 + 16; }
+
 /// Counts x[0, n) into the sub-histograms sub[lane * stride + bin] (bins [first, first + nbins) at level
 /// k <= 126). Each sub-count grows by at most ceil(n / 4): callers flush before 2^32.
 /// `prefetch` (optional, `prefetch_n` floats): data the caller reads next; it is pulled into the cache while this
@@ -165,11 +170,12 @@ inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int
         return;
     }
     auto& scratch = histogram_scratch();
-    scratch.assign(histogram_lanes * nbins, 0u);
+    const std::size_t stride = histogram_sub_stride(nbins);
+    scratch.assign(histogram_lanes * stride, 0u);
     constexpr std::size_t chunk = std::size_t{1} << 30;  // keeps every sub-count below 2^32
     for (std::size_t base = 0; base < n; base += chunk) {
-        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, nbins, scratch.data());
-        histogram_flush_sub(nbins, nbins, scratch.data(), counts);
+        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, stride, scratch.data());
+        histogram_flush_sub(nbins, stride, scratch.data(), counts);
     }
 }
 

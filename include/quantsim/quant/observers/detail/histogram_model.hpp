@@ -91,15 +91,22 @@ public:
         return std::clamp(u + (target - count_prefix_[b]) / c * (v - u), u, v);
     }
 
+    /// The clipping part of error(e) alone, O(1) (the same value error(e).clip holds). Searches use it to skip
+    /// candidates whose clipping cost alone already exceeds the best total (the rounding part is never negative).
+    double clip_error(const encoding& e) const noexcept {
+        const double a = e.min(), b = e.max();
+        const moments lo = below(a);
+        const moments hi = cum_.back() - cum(b);
+        return std::max(0.0, lo.m2 - 2 * a * lo.m1 + a * a * lo.m0) +
+               std::max(0.0, hi.m2 - 2 * b * hi.m1 + b * b * hi.m0);
+    }
+
     /// Squared-error sums of quantize-dequantize with e over the modelled distribution.
     error_parts error(const encoding& e) const noexcept {
         const double s = static_cast<double>(e.scale);
         const double a = e.min(), b = e.max();
         error_parts r;
-        const moments lo = below(a);
-        const moments hi = cum_.back() - cum(b);
-        r.clip =
-            std::max(0.0, lo.m2 - 2 * a * lo.m1 + a * a * lo.m0) + std::max(0.0, hi.m2 - 2 * b * hi.m1 + b * b * hi.m0);
+        r.clip = clip_error(e);
         const double p = std::max(a, min_), q = std::min(b, max_);
         if (!(p <= q)) return r;
         const double cells = std::nearbyint(q / s) - std::nearbyint(p / s) + 1;
