@@ -1,6 +1,7 @@
 // QuantSim speed on the PaddleOCR classifier (issue 4's targets), side by side with the FP32 executor in one run:
 //   - simulated W8A8 forward vs FP32 forward, batch 32 (target: at most 1.3x); fused=0 is the reference hook path;
-//   - calibration of 256 images with the SQNR observer vs a plain FP32 pass over them (target: at most 2x).
+//   - calibration of 256 images with the SQNR observer vs a plain FP32 pass over them (target: at most 2x);
+//     sqnr_256_workers: the same with one calibration worker per thread.
 // Needs the model (make peers) and uses .data/cls/calib/X.npy when present (random inputs otherwise).
 //   build/bin/bench_quantsim [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
@@ -97,6 +98,26 @@ void BM_classifier_calibrate_sqnr_256(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 256);
 }
 
+// The same with calibration_options::workers = threads: batches split across workers, one executor and one set
+// of observers each, merged at the end (identical encodings for every observer but the moving average).
+void BM_classifier_calibrate_sqnr_256_workers(benchmark::State& state) {
+    if (!have_model(state)) return;
+    const qs::graph g = qs::load_onnx(model_path);
+    const auto b = batches(images(256), 32);
+    qs::quantsim_options o;
+    o.num_threads = static_cast<int>(state.range(0));
+    o.activation_range = qs::parse_range_method("sqnr");
+    qs::calibration_options co;
+    co.workers = o.num_threads;
+    for (auto _ : state) {
+        state.PauseTiming();
+        qs::quant_sim sim(g, o);
+        state.ResumeTiming();
+        sim.compute_encodings(b, co);
+    }
+    state.SetItemsProcessed(state.iterations() * 256);
+}
+
 }  // namespace
 
 BENCHMARK(BM_classifier_fp32_forward)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -110,5 +131,6 @@ BENCHMARK(BM_classifier_simulated_forward)
     ->UseRealTime();
 BENCHMARK(BM_classifier_fp32_pass_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_classifier_calibrate_sqnr_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_classifier_calibrate_sqnr_256_workers)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

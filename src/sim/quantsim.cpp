@@ -9,11 +9,13 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <span>
 #include <sstream>
 #include <thread>
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/op.hpp>
 #include <quantsim/ir/pattern.hpp>
 #include <quantsim/quant/fake_quant.hpp>
@@ -453,6 +455,41 @@ void compute_param_encoding(quantizer& q, const tensor& w) {
 }
 }  // namespace
 
+namespace {
+// Observes one calibration value on the executor's threads: the hook runs between steps, while the pool is idle.
+// Contiguous parts go to empty copies of the observer, merged in order: exact (the same state as observe(value))
+// for every observer but the moving average, whose batch must count once (it observes serially). Any error
+// re-runs the serial observe, which throws naming the element and leaves `obs` unchanged.
+void observe_value(observer& obs, const tensor& value) {
+    constexpr std::size_t min_part = std::size_t{1} << 16;
+    const int threads = kernel_threads();
+    const std::size_t n = value.defined() && value.type() == dtype::float32 ? static_cast<std::size_t>(value.numel()) : 0;
+    const std::size_t parts = std::min(n / min_part, 2 * static_cast<std::size_t>(std::max(threads, 1)));
+    if (threads <= 1 || parts < 2 || obs.get_if<moving_average_observer>()) {
+        obs.observe(value);
+        return;
+    }
+    std::vector<observer> local(parts, obs);
+    for (auto& l : local) l.reset();
+    std::vector<char> failed(parts, 0);
+    const std::span<const float> x = value.span<float>();
+    detail::parallel_for(static_cast<std::int64_t>(parts), [&](std::int64_t i) {
+        const auto k = static_cast<std::size_t>(i);
+        const std::size_t b = n * k / parts, e = n * (k + 1) / parts;
+        try {
+            local[k].observe(x.subspan(b, e - b));
+        } catch (...) {
+            failed[k] = 1;
+        }
+    });
+    if (std::find(failed.begin(), failed.end(), 1) != failed.end()) {
+        obs.observe(value);
+        return;
+    }
+    for (const auto& l : local) obs.merge(l);
+}
+}  // namespace
+
 void quant_sim::compute_param_encodings() {
     impl& m = *impl_;
     for (auto& q : m.qs)
@@ -520,7 +557,7 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
                 auto it = obs.find(name);
                 if (it == obs.end()) return;
                 try {
-                    it->second.observe(value);
+                    observe_value(it->second, value);
                 } catch (const numeric_error& e) {
                     QUANTSIM_THROW(numeric_error, "calibration batch ", current_batch, ": value '", name,
                                    "' is not finite: ", e.what());
@@ -555,11 +592,26 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
         for (int w = 1; w < workers; ++w)
             for (auto& [name, o] : states[static_cast<std::size_t>(w)].obs) states[0].obs.at(name).merge(o);
     }
-    for (std::size_t i : observed) {
-        auto& q = m.qs[i];
-        const observer& o = states[0].obs.at(q.name);
-        if (o.empty()) continue;  // never produced for these inputs: left without an encoding
-        q.params = quant_params::per_tensor(o.compute(q.spec));
+    // The range searches (SQNR, MSE, ...) are independent per quantizer: run them on the pool.
+    std::vector<const observer*> obs_of(observed.size());
+    for (std::size_t k = 0; k < observed.size(); ++k) obs_of[k] = &states[0].obs.at(m.qs[observed[k]].name);
+    std::vector<std::optional<encoding>> enc(observed.size());
+    std::vector<std::exception_ptr> errors(observed.size());
+    {
+        kernel_threads_scope scope(threads);
+        detail::parallel_for(static_cast<std::int64_t>(observed.size()), [&](std::int64_t i) {
+            const auto k = static_cast<std::size_t>(i);
+            if (obs_of[k]->empty()) return;  // never produced for these inputs: left without an encoding
+            try {
+                enc[k] = obs_of[k]->compute(m.qs[observed[k]].spec);
+            } catch (...) {
+                errors[k] = std::current_exception();
+            }
+        });
+    }
+    for (std::size_t k = 0; k < observed.size(); ++k) {
+        if (errors[k]) std::rethrow_exception(errors[k]);
+        if (enc[k]) m.qs[observed[k]].params = quant_params::per_tensor(*enc[k]);
     }
 }
 

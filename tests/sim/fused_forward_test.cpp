@@ -217,3 +217,35 @@ TEST(fused_forward, classifier_equals_the_reference_path) {
     EXPECT_LT(fused.sim_executor().num_steps(), ref.sim_executor().num_steps());
     EXPECT_TRUE(same_values(fused.forward(x), ref.forward(x)));
 }
+
+// Calibration on several threads splits each large observed value across the executor's pool (empty copies of the
+// observer, merged in order): the encodings must equal the 1-thread ones exactly for every observer (the moving
+// average observes serially). The values here have 256 * 576 elements, enough to be split.
+TEST(fused_forward, calibration_on_threads_equals_one_thread) {
+    const unsigned seed = base_seed + 40;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const qs::graph g = mobile_net(rng);
+    std::vector<qs::tensor> calib{random_tensor({256, 8, 6, 12}, rng), random_tensor({256, 8, 6, 12}, rng, 2.0f)};
+    for (const char* method : {"sqnr", "minmax", "ema", "percentile:99.9", "entropy"}) {
+        SCOPED_TRACE(method);
+        qs::quantsim_options o;
+        o.activation_range = qs::parse_range_method(method);
+        o.num_threads = 1;
+        qs::quant_sim one(g, o);
+        o.num_threads = 2;
+        qs::quant_sim two(g, o);
+        one.compute_encodings(calib);
+        two.compute_encodings(calib);
+        std::size_t compared = 0;
+        for (const auto& q : one.quantizers()) {
+            if (q.kind != qs::quantizer_kind::activation) continue;
+            const auto pa = one.effective_params(q.name), pb = two.effective_params(q.name);
+            ASSERT_EQ(pa.has_value(), pb.has_value()) << q.name;
+            if (!pa) continue;
+            EXPECT_EQ(*pa, *pb) << q.name;
+            ++compared;
+        }
+        EXPECT_GT(compared, 10u);
+    }
+}
