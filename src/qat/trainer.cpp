@@ -28,6 +28,12 @@ struct qstate {
     learned_range range;                // range learning
     std::vector<float> g1, g2;          // gradients of (s, z) or (min, max), summed over the step
     std::int64_t numel = 0;
+    // In-hindsight ranges: statistics of the last forward, running range, the spec turning a range into an encoding.
+    bool hindsight = false;
+    quant_spec spec;
+    double seen_min = 0, seen_max = 0;
+    bool seen = false, started = false;
+    double run_min = 0, run_max = 0;
 
     void refresh() {
         if (mode == qat_range_mode::lsq) {
@@ -218,6 +224,12 @@ struct qat_trainer::impl {
         if (st.mode == qat_range_mode::range_learning &&
             (st.p.scheme == qscheme::symmetric_unsigned || st.p.gran.kind == granularity_kind::per_block))
             st.mode = qat_range_mode::lsq;  // learned_range has no such grids; LSQ learns the same scales
+        st.spec = q.spec;
+        if (opt.hindsight_activations && q.kind == quantizer_kind::activation && !q.frozen && st.p.size() == 1 &&
+            !q.fixed_range) {
+            st.hindsight = true;
+            st.mode = qat_range_mode::fixed;
+        }
         st.s = st.p.scale;
         st.s_floor.resize(st.s.size());
         for (std::size_t k = 0; k < st.s.size(); ++k) st.s_floor[k] = st.s[k] * 1e-3f;
@@ -243,7 +255,19 @@ struct qat_trainer::impl {
     value_transform transform_of(qstate* st) {
         value_transform t;
         t.learnable = st->mode != qat_range_mode::fixed;
-        t.forward = [st](const tensor& x) { return fake_quant(x, st->p, st->qopt); };
+        t.forward = [st](const tensor& x) {
+            if (st->hindsight && x.numel() > 0) {
+                const auto [mn, mx] = std::minmax_element(x.f32(), x.f32() + x.numel());
+                const double lo = *mn, hi = *mx;
+                if (std::isfinite(lo) && std::isfinite(hi)) {
+                    // Several values may share one state (shared_with): the step's range covers them all.
+                    st->seen_min = st->seen ? std::min(st->seen_min, lo) : lo;
+                    st->seen_max = st->seen ? std::max(st->seen_max, hi) : hi;
+                    st->seen = true;
+                }
+            }
+            return fake_quant(x, st->p, st->qopt);
+        };
         t.backward = [st, this](const tensor& x, const tensor& g) -> tensor {
             st->numel = x.numel();
             if (st->mode == qat_range_mode::fixed) return ste_grad(x, g, st->p, st->qopt);
@@ -387,6 +411,8 @@ qat_trainer::qat_trainer(quant_sim& sim, qat_options options) : impl_(std::make_
     for (const auto& [name, st] : attach) m.tape->set_transform(name, m.transform_of(st));
     for (auto& [name, t] : bias_transforms) m.tape->set_transform(name, std::move(t));
     if (m.opt.freezing || m.opt.dampening) m.opt.track_oscillations = m.opt.track_oscillations || m.opt.freezing;
+    if (!(m.opt.hindsight_momentum >= 0 && m.opt.hindsight_momentum < 1))
+        QUANTSIM_THROW(invalid_argument, "qat_options: hindsight_momentum ", m.opt.hindsight_momentum, " is outside [0, 1)");
     if (!(m.opt.oscillation_momentum > 0 && m.opt.oscillation_momentum <= 1))
         QUANTSIM_THROW(invalid_argument, "qat_options: oscillation_momentum ", m.opt.oscillation_momentum, " is outside (0, 1]");
     if (m.opt.track_oscillations || m.opt.dampening) {
@@ -419,6 +445,7 @@ qat_step_info qat_trainer::train_step(const tensor& x, const tensor& labels, dou
         QUANTSIM_THROW(shape_error, "qat_trainer::train_step: ", to_string(labels.shape()), " labels for input ",
                        to_string(x.shape()));
     m.tape->set_training(m.opt.bn_training);
+    for (auto& st : m.states) st.seen = false;
     auto out = m.tape->forward({{m.input, x}}, {m.logits});
     const cross_entropy_result ce = softmax_cross_entropy(out.at(m.logits), labels, m.opt.label_smoothing);
     if (!std::isfinite(ce.loss))
@@ -459,6 +486,16 @@ qat_step_info qat_trainer::train_step(const tensor& x, const tensor& labels, dou
             m.qopt.update(st.owner + ":max", st.range.max.data(), st.g2.data(), n, qlr, false);
         }
         st.refresh();
+    }
+    for (auto& st : m.states) {
+        if (!st.hindsight || !st.seen) continue;
+        const double mo = m.opt.hindsight_momentum;
+        st.run_min = st.started ? mo * st.run_min + (1 - mo) * st.seen_min : st.seen_min;
+        st.run_max = st.started ? mo * st.run_max + (1 - mo) * st.seen_max : st.seen_max;
+        st.started = true;
+        const quant_params np = quant_params::per_tensor(encoding_from_range(st.run_min, st.run_max, st.spec));
+        st.p.scale = np.scale;
+        st.p.zero_point = np.zero_point;
     }
     if (m.opt.track_oscillations) {
         const double th = late_cosine(m.steps_done, m.total_steps, m.opt.freeze_threshold, m.opt.freeze_threshold_final, 0.0);

@@ -282,3 +282,42 @@ TEST(Trainer, OscillationTrackingDampeningAndFreezing) {
     for (std::int64_t i = 0; i < w.numel(); ++i) on_grid += w.f32()[i] == q.f32()[i];
     EXPECT_GT(on_grid, 0);
 }
+
+TEST(Trainer, InHindsightActivationRangesComeFromThePreviousSteps) {
+    std::mt19937 rng(base_seed + 4);
+    SCOPED_TRACE("seed " + std::to_string(base_seed + 4));
+    const qs::graph g = tiny_net(rng);
+    tensor x, y;
+    make_data(64, rng, x, y);
+    qs::quant_sim sim = make_sim(g, 8, x);
+    // The Relu output's quantizer (Conv+BN+Relu is one supergroup: no quantizer on conv or bn outputs).
+    const std::string relu_out = sim.model().nodes[2].outputs[0];
+    const std::string bn_out = sim.model().nodes[1].outputs[0];
+    ASSERT_NE(sim.find(relu_out), nullptr);
+    qs::qat_options o;
+    o.hindsight_activations = true;
+    o.hindsight_momentum = 0.5;
+    o.weight_optimizer.lr = 0.0;  // weights fixed: the statistics of each step are known
+    qs::qat_trainer t(sim, o);
+    const auto calibrated = t.encoding(relu_out);
+    const auto range_of = [&](const tensor& batch) {
+        t.tape().forward({{"x", batch}}, {"logits"});
+        const tensor b = t.tape().value(bn_out);  // the Relu's input (no quantizer there)
+        double mx = 0;
+        for (float v : b.span<float>()) mx = std::max<double>(mx, v);
+        return mx;  // Relu output range is [0, mx]
+    };
+    const tensor b0 = x.slice(0, 32), b1 = x.slice(32, 64);
+    const double m0 = range_of(b0);
+    t.train_step(b0, y.slice(0, 32));
+    // Step 0 used the calibrated encoding; step 1 uses the range of step 0.
+    const auto e1 = t.encoding(relu_out);
+    const auto want1 = qs::encoding_from_range(0.0, m0, sim.at(relu_out).spec);
+    EXPECT_EQ(e1->scale[0], want1.scale);
+    EXPECT_EQ(e1->zero_point[0], want1.zero_point);
+    EXPECT_NE(e1->scale[0], calibrated->scale[0]);
+    const double m1 = range_of(b1);  // with the encodings step 1 uses (the input's changed too)
+    t.train_step(b1, y.slice(32, 64));
+    const auto want2 = qs::encoding_from_range(0.0, 0.5 * m0 + 0.5 * m1, sim.at(relu_out).spec);
+    EXPECT_FLOAT_EQ(t.encoding(relu_out)->scale[0], want2.scale);
+}

@@ -67,6 +67,13 @@ struct qat_options {
     bool freezing = false;
     double freeze_threshold = 0.1;
     double freeze_threshold_final = 0.01;
+
+    /// In-hindsight range estimation (Fournarakis & Nagel 2021) for per-tensor activation quantizers: the encoding
+    /// used at step t comes from running min/max statistics of steps < t (range = m * range + (1 - m) * batch range,
+    /// initialized with step 0's batch), updated after each step from the values the step's forward saw. These
+    /// quantizers are then not learned (STE only).
+    bool hindsight_activations = false;
+    double hindsight_momentum = 0.9;
 };
 
 struct qat_oscillation_stats {
