@@ -4,8 +4,8 @@
 //   multiplier, clamps in float and converts with round-to-nearest-even (cvtps2dq); QuantizeLinear divides by the
 //   scale. The QLinearAdd / QLinearMul / QLinearSoftmax formulas follow MLAS's x86 kernels operation by operation.
 // - TFLite integer specification: a real multiplier becomes an int32 fixed-point multiplier and a shift
-//   (QuantizeMultiplier); requantization is SaturatingRoundingDoublingHighMul followed by RoundingDivideByPOT, i.e.
-//   rounding half away from zero.
+//   (QuantizeMultiplier); requantization is SaturatingRoundingDoublingHighMul (ties round up) followed by
+//   RoundingDivideByPOT (ties round away from zero).
 //
 // These are the plain reference versions: the vectorized kernels of the integer executor are tested against them.
 #pragma once
@@ -153,8 +153,8 @@ inline fixed_multiplier tflite_quantize_multiplier(double real) {
     return r;
 }
 
-/// gemmlowp's SaturatingRoundingDoublingHighMul: (a * b * 2 + 2^31) >> 32 with rounding half away from zero; the
-/// single overflow case (INT32_MIN * INT32_MIN) saturates.
+/// gemmlowp's SaturatingRoundingDoublingHighMul: a * b * 2 / 2^32, adding 2^30 (1 - 2^30 for a negative product)
+/// and truncating, so ties round up; the single overflow case (INT32_MIN * INT32_MIN) saturates.
 inline std::int32_t saturating_rounding_doubling_high_mul(std::int32_t a, std::int32_t b) noexcept {
     const bool overflow = a == b && a == std::numeric_limits<std::int32_t>::min();
     const std::int64_t ab = static_cast<std::int64_t>(a) * static_cast<std::int64_t>(b);
@@ -171,7 +171,7 @@ inline std::int32_t rounding_divide_by_pot(std::int32_t x, int exponent) noexcep
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/// TFLite's MultiplyByQuantizedMultiplier: x * real multiplier, rounded half away from zero.
+/// TFLite's MultiplyByQuantizedMultiplier: x * real multiplier in fixed point (within one step of the real product).
 inline std::int32_t tflite_multiply(std::int32_t x, const fixed_multiplier& m) noexcept {
     const int left = m.shift > 0 ? m.shift : 0;
     const int right = m.shift > 0 ? 0 : -m.shift;
