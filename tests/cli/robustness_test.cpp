@@ -224,6 +224,19 @@ TEST_F(cli_robustness, every_bad_input_gives_one_message_and_status_1_or_2) {
     }
 }
 
+// Names from the file are quoted in messages; a newline or escape byte in one must not break the one-line rule.
+TEST_F(cli_robustness, control_characters_in_names_are_escaped) {
+    graph g = model();
+    g.nodes.back().name = "re\nlu\x1b[31m";
+    g.nodes.back().op_type = "NoSuchOp";
+    put("odd.onnx", save_onnx_to_string(g));
+    const outcome r = run("run " + p("odd.onnx") + " --input " + p("x.npy") + " --output " + p("y.npy"));
+    ASSERT_EQ(r.signal, 0);
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("re\\nlu\\x1b[31m"), std::string::npos) << r.err;
+}
+
 // A run that fails after an earlier good run into the same place leaves the earlier outputs byte-identical.
 TEST_F(cli_robustness, a_failed_run_keeps_the_previous_outputs) {
     put("model.onnx", save_onnx_to_string(model()));
