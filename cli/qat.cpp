@@ -45,6 +45,9 @@ const char* const qat_usage =
     "  --quant-lr X            encoding learning rate (default 1e-3)\n"
     "  --range-mode M          lsq, range-learning (AIMET) or fixed (default lsq)\n"
     "  --bn-training           batch statistics during training, re-estimated afterwards (default: BN frozen)\n"
+    "  --dampening             oscillation dampening regularizer (lambda 0 -> 0.1 from 25 % of the run)\n"
+    "  --freezing              iterative freezing of oscillating weights (<= 4 bits; threshold 0.1 -> 0.01)\n"
+    "  --hindsight             in-hindsight activation ranges (from the previous steps' statistics)\n"
     "  --eval FILE             report top-1 accuracy on these samples (before and after each epoch)\n"
     "  --eval-labels FILE      labels for --eval\n"
     "  --threads N             threads (default: all cores)\n"
@@ -81,7 +84,7 @@ int qat_command(const std::vector<std::string>& argv) {
                 {"--train", "--labels", "--out", "--calib", "--config", "--param-bw", "--act-bw", "--epochs", "--batch",
                  "--lr", "--quant-lr", "--range-mode", "--eval", "--eval-labels", "--threads", "--seed",
                  "--encodings-version", "--opset"},
-                {"--per-channel", "--bn-training", "--quiet"});
+                {"--per-channel", "--bn-training", "--dampening", "--freezing", "--hindsight", "--quiet"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
     if (!out) throw cli::usage_error("missing --out");
@@ -109,6 +112,9 @@ int qat_command(const std::vector<std::string>& argv) {
     qo.seed = static_cast<std::uint64_t>(a.int_value("--seed", 0, 0, std::int64_t{1} << 62));
     qo.num_threads = static_cast<int>(threads);
     qo.bn_training = a.flag("--bn-training");
+    qo.dampening = a.flag("--dampening");
+    qo.freezing = a.flag("--freezing");
+    qo.hindsight_activations = a.flag("--hindsight");
     const std::string mode = a.value("--range-mode").value_or("lsq");
     if (mode == "lsq") qo.range_mode = qat_range_mode::lsq;
     else if (mode == "range-learning") qo.range_mode = qat_range_mode::range_learning;
@@ -185,6 +191,12 @@ int qat_command(const std::vector<std::string>& argv) {
     json << ", \"calibration_seconds\": " << calib_s << ", \"training_seconds\": " << train_s
          << ", \"epochs\": " << hist.size() << ", \"steps\": " << per_epoch * static_cast<std::int64_t>(hist.size());
     if (!hist.empty()) json << ", \"final_loss\": " << hist.back().mean_loss;
+    if (qo.freezing) {
+        const auto os = trainer.oscillation_stats();
+        json << ", \"oscillating_weights\": " << os.oscillating << ", \"frozen_weights\": " << os.frozen
+             << ", \"tracked_weights\": " << os.tracked;
+        if (!quiet) std::cerr << "oscillations: " << os.frozen << " of " << os.tracked << " tracked weights frozen\n";
+    }
     if (eval) {
         // The exported simulation (the sim's own forward), not the trainer's tape.
         const auto r = cli::evaluate_top1([&](const std::vector<tensor>& in) { return sim.forward(in); }, *eval,
