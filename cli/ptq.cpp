@@ -6,8 +6,11 @@
 #include <unistd.h>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
+#include <quantsim/analysis/html_report.hpp>
+#include <quantsim/analysis/quant_analysis.hpp>
 #include <quantsim/io/file.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
@@ -18,6 +21,7 @@
 #include "command.hpp"
 #include "dataset.hpp"
 #include "evaluate.hpp"
+#include "progress.hpp"
 
 namespace {
 
@@ -63,6 +67,8 @@ const char* const ptq_usage =
     "  --threads N             threads (default: all cores)\n"
     "  --workers N             calibration workers, each with its own executor (default 1)\n"
     "  --allow-nonfinite       skip samples with NaN/Inf instead of failing\n"
+    "  --no-report             do not write DIR/report.html (per-layer analysis of the result, as quantsim analyze)\n"
+    "  --report-samples N      calibration samples the report's statistics and sensitivity use (default 32)\n"
     "  --quiet                 no progress or summary on stderr\n"
     "  -h, --help              this text\n"
     "\n"
@@ -118,8 +124,8 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     cli::args a(argv,
                 {"--calib", "--out", "--config", "--param-bw", "--act-bw", "--range", "--param-range",
                  "--encodings-version", "--opset", "--eval", "--labels", "--batch", "--threads", "--workers",
-                 "--bias-correction", "--adaround-iters", "--mixquant", "--target-drop", "--mp-candidates"},
-                {"--per-channel", "--allow-nonfinite", "--quiet", "--fold-bn", "--cle", "--adaround"});
+                 "--bias-correction", "--adaround-iters", "--mixquant", "--target-drop", "--mp-candidates", "--report-samples"},
+                {"--per-channel", "--allow-nonfinite", "--quiet", "--fold-bn", "--cle", "--adaround", "--no-report"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
     if (!out) throw cli::usage_error("missing --out");
@@ -227,12 +233,11 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
         if (po.mixed_precision) {
             po.mixed_precision->reference_accuracy = r.top1();
             po.mixed_precision_eval = [&](quant_sim& s) { return eval_sim(s).top1(); };
-            if (!quiet && isatty(2))
-                po.mixed_precision->progress = [](const std::string& phase, std::size_t done, std::size_t total) {
-                    std::cerr << "\rmixed precision " << phase << ": " << done;
-                    if (total) std::cerr << "/" << total;
-                    std::cerr << "   " << std::flush;
-                };
+            po.mixed_precision->progress = [&, bar = std::make_shared<cli::progress>("mixed precision", quiet)](
+                                               const std::string& phase, std::size_t done, std::size_t total) {
+                bar->update(done, total, phase);
+                if (total && done == total) bar->finish();
+            };
         }
     }
     double last_top1 = -1;
@@ -258,6 +263,11 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
 
     const auto t0 = std::chrono::steady_clock::now();
     po.calibration.workers = static_cast<int>(workers);
+    auto calib_bar = std::make_shared<cli::progress>("calibration", quiet || po.adaround_opts.progress_bar);
+    po.calibration.progress = [calib_bar](std::size_t done, std::size_t total) {
+        calib_bar->update(done, total);
+        if (done == total) calib_bar->finish();
+    };
     ptq_result result = run_ptq(std::move(g), calib.batches(batch), po, on_step);
     const double ptq_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     quant_sim& sim = result.sim;
@@ -301,6 +311,32 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) QUANTSIM_THROW(io_error, "cannot create output folder '", dir.string(), "': ", ec.message());
+    if (!a.flag("--no-report")) {
+        analysis_options ao;
+        ao.max_samples = a.int_value("--report-samples", 32, 1, std::int64_t{1} << 40);
+        cli::progress bar("report", quiet);
+        ao.progress = [&](const std::string& phase, std::size_t done, std::size_t total) { bar.update(done, total, phase); };
+        const quant_analysis analysis = analyze_quantization(sim, calib.batches(batch), ao);
+        bar.finish();
+        report_content rc;
+        rc.title = "quantsim ptq: " + std::filesystem::path(model_path).filename().string();
+        rc.summary = {{"model", model_path},
+                      {"quantization", wa + (o.per_channel.value_or(false) ? " per-channel" : "") + ", config " +
+                                           a.value("--config").value_or("default")},
+                      {"calibration samples", std::to_string(calib.samples)},
+                      {"pipeline time", std::to_string(ptq_s) + " s"}};
+        report_table steps{"PTQ steps", {"step", "seconds", "what it did"}, {}};
+        for (const auto& st : result.steps) {
+            std::string what;
+            if (!st.log.empty()) what = st.log.back();
+            steps.rows.push_back({st.name, std::to_string(st.seconds), what});
+        }
+        rc.tables.push_back(std::move(steps));
+        rc.analysis = &analysis;
+        if (result.mixed_precision) rc.mixed_precision = &*result.mixed_precision;
+        if (result.mixquant) rc.mixquant = &*result.mixquant;
+        write_html_report(dir / "report.html", rc);
+    }
     // All three serialized first, then written as one unit: a failure leaves an earlier run's outputs intact.
     {
         const graph qdq = sim.qdq_model(opset);
