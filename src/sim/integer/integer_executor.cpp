@@ -463,9 +463,14 @@ void integer_executor::impl::build(const quant_sim& sim) {
             for (const auto& out : n.outputs) {
                 if (out.empty()) continue;
                 produced.insert(out);
-                bool used_outside = index.is_output(out);
-                for (const std::size_t c : index.consumers(out)) used_outside |= members.count(c) == 0;
-                if (grids.count(out)) {
+                bool used_outside = index.is_output(out), used_inside = false;
+                for (const std::size_t c : index.consumers(out)) {
+                    used_outside |= members.count(c) == 0;
+                    used_inside |= members.count(c) != 0;
+                }
+                // A quantized value read inside the island is fake-quantized there; one read only after it is
+                // quantized once, on the way out.
+                if (grids.count(out) && used_inside) {
                     const quantizer* q = sim.find(out);
                     eo.quantizers[out] = value_quantizer{*sim.effective_params(out), q ? q->options : quant_options{}};
                 }
