@@ -233,6 +233,76 @@ TEST_F(cli, corrupted_models_never_kill_it) {
     }
 }
 
+// x [N, 2, 4, 4] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> y [N, 3]: scores for top-1.
+graph small_classifier() {
+    graph_builder b("cli_classifier", 13);
+    auto x = b.input("x", {-1, 2, 4, 4});
+    tensor w = tensor::empty({6, 2, 3, 3});
+    for (std::int64_t i = 0; i < w.numel(); ++i) w.f32()[i] = 0.07f * static_cast<float>(i % 13) - 0.4f;
+    tensor wf = tensor::empty({3, 6});
+    for (std::int64_t i = 0; i < wf.numel(); ++i) wf.f32()[i] = 0.3f * static_cast<float>(i % 5) - 0.6f;
+    auto c = b.node("Conv", {x, b.param("w", w)}, {{"pads", std::vector<std::int64_t>{1, 1, 1, 1}}}, "conv");
+    auto r = b.node("Relu", {c}, {}, "relu");
+    auto g = b.node("GlobalAveragePool", {r}, {}, "gap");
+    auto f = b.node("Flatten", {g}, {}, "flat");
+    b.output(b.node("Gemm", {f, b.param("wf", wf)}, {{"transB", std::int64_t{1}}}, node_options("fc").outputs({"y"})));
+    return b.build();
+}
+
+TEST_F(cli, mixed_precision_flags_and_the_analysis_report) {
+    const fs::path model = dir_ / "cls.onnx";
+    save_onnx(small_classifier(), model);
+    save_npy(dir_ / "calib.npy", sample_input(16));
+    std::vector<std::int64_t> labels(16);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 3);
+    save_npy(dir_ / "labels.npy", tensor::from(labels, {16}));
+    const std::string base = "ptq " + quote(model.string()) + " --calib " + path("calib.npy") + " --out " + path("out");
+    const std::string eval = " --eval " + path("calib.npy") + " --labels " + path("labels.npy");
+
+    auto r = run(base + " --mixquant=20 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mixquant\": {\"min_sqnr_db\": 20"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"weight_kib\""), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(dir_ / "out" / "report.html"));
+    EXPECT_NE(read_file_string(dir_ / "out" / "report.html").find("MixQuant"), std::string::npos);
+    r = run(base + " --mixquant 35 --quiet --no-report");  // value as the next argument
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"min_sqnr_db\": 35"), std::string::npos) << r.out;
+    r = run(base + " --mixquant --quiet");  // default threshold
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"min_sqnr_db\": 25"), std::string::npos) << r.out;
+
+    r = run(base + eval + " --target-drop 50 --mp-candidates a8w8,a8w4,a8w2 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"mixed_precision\": {\"groups\": 2"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"step\": \"mixed_precision\""), std::string::npos) << r.out;
+    EXPECT_NE(read_file_string(dir_ / "out" / "report.html").find("Mixed precision search"), std::string::npos);
+
+    r = run(base + " --target-drop 1");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--target-drop needs --eval"), std::string::npos) << r.err;
+    r = run(base + eval + " --target-drop 1 --mixquant");
+    EXPECT_EQ(r.code, 2);
+    r = run(base + eval + " --target-drop 1 --mp-candidates a8");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("a8"), std::string::npos) << r.err;
+    r = run(base + " --mixquant=abc");
+    EXPECT_EQ(r.code, 2);
+
+    r = run("analyze " + quote(model.string()) + " --calib " + path("calib.npy") + " --out " + path("an") + " --data " +
+            path("calib.npy") + " --labels " + path("labels.npy") + " --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"most_sensitive\""), std::string::npos) << r.out;
+    const std::string html = read_file_string(dir_ / "an" / "report.html");
+    EXPECT_NE(html.find("<svg"), std::string::npos);
+    EXPECT_NE(html.find("Per-layer sensitivity"), std::string::npos);
+    r = run("analyze " + quote(model.string()) + " --out " + path("an"));
+    EXPECT_EQ(r.code, 2);
+    r = run("analyze " + quote(model.string()) + " --calib " + path("calib.npy") + " --out " + path("an") +
+            " --sensitivity top1");
+    EXPECT_EQ(r.code, 2);
+}
+
 }  // namespace
 }  // namespace quantsim
 
