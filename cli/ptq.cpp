@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include <quantsim/analysis/html_report.hpp>
 #include <quantsim/analysis/quant_analysis.hpp>
@@ -311,6 +312,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) QUANTSIM_THROW(io_error, "cannot create output folder '", dir.string(), "': ", ec.message());
+    std::string report_html;
     if (!a.flag("--no-report")) {
         analysis_options ao;
         ao.max_samples = a.int_value("--report-samples", 32, 1, std::int64_t{1} << 40);
@@ -335,20 +337,23 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
         rc.analysis = &analysis;
         if (result.mixed_precision) rc.mixed_precision = &*result.mixed_precision;
         if (result.mixquant) rc.mixquant = &*result.mixquant;
-        write_html_report(dir / "report.html", rc);
+        report_html = render_html_report(rc);
     }
     // All three serialized first, then written as one unit: a failure leaves an earlier run's outputs intact.
     {
         const graph qdq = sim.qdq_model(opset);
         onnx_save_options qo;
         qo.opset = qdq.opset;
-        const std::pair<std::filesystem::path, std::string> files[] = {
+        std::vector<std::pair<std::filesystem::path, std::string>> files = {
             {dir / "model.onnx", save_onnx_to_string(sim.model())},
             {dir / "model.encodings.json", write_encodings(sim.encodings(), version)},
             {dir / "model_qdq.onnx", save_onnx_to_string(qdq, qo)}};
+        if (!report_html.empty()) files.emplace_back(dir / "report.html", std::move(report_html));
         write_files_atomic(files);
     }
-    if (!quiet) std::cerr << "wrote " << (dir / "model.onnx").string() << ", model.encodings.json, model_qdq.onnx\n";
+    if (!quiet)
+        std::cerr << "wrote " << (dir / "model.onnx").string() << ", model.encodings.json, model_qdq.onnx"
+                  << (a.flag("--no-report") ? "" : ", report.html") << "\n";
     json << ", \"out\": \"" << json_escape(dir.string()) << "\"}";
     std::cout << json.str() << std::endl;
     return 0;

@@ -340,7 +340,9 @@ bool bn_forward(grad_forward_context& f) {
         if (i >= f.inputs.size() || !f.inputs[i])
             QUANTSIM_THROW(graph_error, nd.describe(), ": input ", i, " is missing");
     const tensor& x = *f.inputs[0];
-    const auto [N, C, S] = bn_dims_of(x, nd);
+    // Plain variables, not a structured binding: clang 14 (the fuzz build) cannot capture bindings in lambdas.
+    const bn_dims dims = bn_dims_of(x, nd);
+    const std::int64_t N = dims.n, C = dims.c, S = dims.s;
     for (std::size_t i = 1; i < 5; ++i)
         if (f.inputs[i]->numel() != C)
             QUANTSIM_THROW(shape_error, nd.describe(), ": input ", i, " has ", f.inputs[i]->numel(), " values for ",
@@ -394,7 +396,8 @@ bool bn_forward(grad_forward_context& f) {
 std::vector<tensor> bn_backward(const grad_backward_context& c) {
     auto r = none(c);
     const tensor& x = in(c, 0);
-    const auto [N, C, S] = bn_dims_of(x, c.n);
+    const bn_dims dims = bn_dims_of(x, c.n);  // no structured binding: clang 14 cannot capture those in lambdas
+    const std::int64_t N = dims.n, C = dims.c, S = dims.s;
     const float eps = c.n.attr_float("epsilon", 1e-5f);
     const tensor g = gout(c);
     const float* gamma = in(c, 1).f32();
@@ -465,7 +468,8 @@ std::vector<tensor> gap_backward(const grad_backward_context& c) {
     auto r = none(c);
     if (!wants(c, 0)) return r;
     const tensor& x = in(c, 0);
-    const auto [N, C, S] = bn_dims_of(x, c.n);
+    const bn_dims dims = bn_dims_of(x, c.n);  // no structured binding: clang 14 cannot capture those in lambdas
+    const std::int64_t N = dims.n, C = dims.c, S = dims.s;
     const tensor g = gout(c);
     tensor dx = detail::new_tensor(x.shape());
     const float inv = S ? 1.0f / static_cast<float>(S) : 0.0f;
