@@ -18,8 +18,9 @@ public:
     progress& operator=(const progress&) = delete;
     ~progress() { finish(); }
 
-    /// `total` 0 = unknown (no bar, no ETA).
-    void update(std::size_t done, std::size_t total, const std::string& what = {}) {
+    /// `total` 0 = unknown (no bar, no ETA). `what` names the phase (a new phase starts a new plain line); `detail`
+    /// (e.g. the current loss) is shown but never triggers a line of its own.
+    void update(std::size_t done, std::size_t total, const std::string& what = {}, const std::string& detail = {}) {
         if (quiet_) return;
         const auto now = std::chrono::steady_clock::now();
         if (!started_) {
@@ -38,14 +39,15 @@ public:
                 bar = " [" + std::string(fill, '#') + std::string(width - fill, '.') + "]";
             }
             std::cerr << "\r\033[K" << name << bar << " " << done << (total ? "/" + std::to_string(total) : "")
-                      << eta << std::flush;
+                      << eta << (detail.empty() ? "" : ", " + detail) << std::flush;
             open_ = true;
             return;
         }
         // Plain lines: the first update, every further 10%, and the end.
         const int decile = total ? static_cast<int>(done * 10 / total) : -1;
         if (what != last_what_ || decile != last_decile_ || (!total && done % 100 == 0)) {
-            std::cerr << name << ": " << done << (total ? "/" + std::to_string(total) : "") << eta << "\n";
+            std::cerr << name << ": " << done << (total ? "/" + std::to_string(total) : "") << eta
+                      << (detail.empty() ? "" : ", " + detail) << "\n";
             last_decile_ = decile;
             last_what_ = what;
         }

@@ -147,6 +147,16 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     if (a.value("--adaround-iters") && !po.adaround) throw cli::usage_error("--adaround-iters needs --adaround");
     po.adaround_opts.iterations = static_cast<int>(a.int_value("--adaround-iters", 10000, 1, 10000000));
     po.adaround_opts.progress_bar = !quiet && isatty(2);  // a redrawn line makes no sense in a log file
+    if (!quiet && !isatty(2)) {
+        // Logs get plain lines (one per 10% of all layers' iterations) with the layer and its loss.
+        po.adaround_opts.progress = [bar = std::make_shared<cli::progress>("adaround", false)](const adaround_progress& p) {
+            const std::size_t total = p.layers * static_cast<std::size_t>(p.iterations);
+            std::ostringstream d;
+            d << p.weight << " loss " << std::setprecision(4) << p.loss;
+            bar->update(p.layer * static_cast<std::size_t>(p.iterations) + static_cast<std::size_t>(p.iteration), total, {},
+                        d.str());
+        };
+    }
     po.adaround_opts.num_threads = static_cast<int>(threads);
     try {
         po.bias_correction = parse_bias_correction_method(a.value("--bias-correction").value_or("none"));

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include <quantsim/io/file.hpp>
@@ -14,6 +15,7 @@
 
 #include "command.hpp"
 #include "dataset.hpp"
+#include "progress.hpp"
 #include "evaluate.hpp"
 
 namespace {
@@ -169,12 +171,14 @@ int qat_command(const std::vector<std::string>& argv) {
     }
     const std::int64_t per_epoch = (train.samples + qo.batch_size - 1) / qo.batch_size;
     qat_callbacks cb;
-    cb.on_step = [&](const qat_step_info& s) {
-        if (!quiet && (s.step % 20 == 0 || s.step + 1 == per_epoch * qo.epochs))
-            std::cerr << "epoch " << s.epoch + 1 << " step " << s.step + 1 << "/" << per_epoch * qo.epochs << " loss "
-                      << std::setprecision(4) << s.loss << " (" << std::setprecision(3) << s.seconds << " s)\n";
+    auto bar = std::make_shared<cli::progress>("QAT", quiet);
+    cb.on_step = [&, bar](const qat_step_info& s) {
+        std::ostringstream d;
+        d << "epoch " << s.epoch + 1 << ", loss " << std::setprecision(4) << s.loss;
+        bar->update(static_cast<std::size_t>(s.step + 1), static_cast<std::size_t>(per_epoch * qo.epochs), {}, d.str());
     };
-    cb.on_epoch = [&](const qat_epoch_info& e) {
+    cb.on_epoch = [&, bar](const qat_epoch_info& e) {
+        bar->finish();
         if (!quiet) {
             std::cerr << "epoch " << e.epoch + 1 << ": loss " << std::setprecision(4) << e.mean_loss << ", train top-1 "
                       << std::fixed << std::setprecision(2) << 100 * e.train_accuracy << "%";

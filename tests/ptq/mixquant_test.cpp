@@ -98,11 +98,19 @@ TEST(mixquant, leaves_the_sim_unchanged_and_apply_sets_the_bitwidths) {
     EXPECT_EQ(sim.at("w_gauss").spec.bitwidth, bits_before);
     EXPECT_EQ(write_encodings(sim.encodings(), encodings_version::v1_0_0), write_encodings(before, encodings_version::v1_0_0));
     apply_mixquant(sim, r);
+    const encodings_file exported = sim.encodings();
     for (const auto& l : r.layers) {
         auto p = sim.effective_params(l.weight);
         ASSERT_TRUE(p.has_value()) << l.weight;
         EXPECT_EQ(p->bitwidth, l.bitwidth) << l.weight;
+        // The exported encodings carry the per-layer bit width.
+        const tensor_encoding* e = exported.find(l.weight);
+        ASSERT_NE(e, nullptr) << l.weight;
+        EXPECT_EQ(e->params.bitwidth, l.bitwidth) << l.weight;
     }
+    // The QDQ export holds each weight at its own width (int4 storage from opset 21 for <= 4 bits).
+    const graph qdq = sim.qdq_model(21);
+    EXPECT_FALSE(qdq.nodes.empty());
 }
 
 TEST(mixquant, skips_frozen_and_disabled_weights) {
