@@ -23,6 +23,11 @@ public:
     void update(std::size_t done, std::size_t total, const std::string& what = {}, const std::string& detail = {}) {
         if (quiet_) return;
         const auto now = std::chrono::steady_clock::now();
+        if (done < last_done_) {  // counting started over (e.g. a second calibration): a new run
+            started_ = false;
+            last_decile_ = -2;
+        }
+        last_done_ = done;
         if (!started_) {
             start_ = now;
             started_ = true;
@@ -72,6 +77,7 @@ private:
     bool started_ = false, open_ = false;
     std::chrono::steady_clock::time_point start_;
     int last_decile_ = -2;
+    std::size_t last_done_ = 0;
     std::string last_what_ = "\x01";
 };
 

@@ -146,9 +146,8 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     po.adaround = a.flag("--adaround");
     if (a.value("--adaround-iters") && !po.adaround) throw cli::usage_error("--adaround-iters needs --adaround");
     po.adaround_opts.iterations = static_cast<int>(a.int_value("--adaround-iters", 10000, 1, 10000000));
-    po.adaround_opts.progress_bar = !quiet && isatty(2);  // a redrawn line makes no sense in a log file
-    if (!quiet && !isatty(2)) {
-        // Logs get plain lines (one per 10% of all layers' iterations) with the layer and its loss.
+    if (!quiet) {
+        // A bar with the ETA over all layers' iterations on a terminal; plain lines (one per 10%) in logs.
         po.adaround_opts.progress = [bar = std::make_shared<cli::progress>("adaround", false)](const adaround_progress& p) {
             const std::size_t total = p.layers * static_cast<std::size_t>(p.iterations);
             std::ostringstream d;
@@ -274,7 +273,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
 
     const auto t0 = std::chrono::steady_clock::now();
     po.calibration.workers = static_cast<int>(workers);
-    auto calib_bar = std::make_shared<cli::progress>("calibration", quiet || po.adaround_opts.progress_bar);
+    auto calib_bar = std::make_shared<cli::progress>("calibration", quiet);
     po.calibration.progress = [calib_bar](std::size_t done, std::size_t total) {
         calib_bar->update(done, total);
         if (done == total) calib_bar->finish();
