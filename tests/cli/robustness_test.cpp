@@ -139,7 +139,12 @@ TEST_F(cli_robustness, every_bad_input_gives_one_message_and_status_1_or_2) {
     nan.f32()[37] = std::numeric_limits<float>::quiet_NaN();
     save_npy(dir_ / "nan.npy", nan);
     save_npy(dir_ / "empty.npy", tensor::zeros({0, 2, 4, 4}));
-    put("truncated.npy", std::string_view("\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fo", 32));
+    {
+        // A header cut off mid-dictionary (sizeof - 1: the literal's bytes without its terminating NUL; ASan found the
+        // earlier hand-counted length reading past the literal).
+        static constexpr char truncated[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f4', 'fo";
+        put("truncated.npy", std::string_view(truncated, sizeof truncated - 1));
+    }
     // Header of a float32 array of 2^50 elements followed by 8 bytes: a size check, never an allocation.
     {
         std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (1125899906842624,), }";
