@@ -1,6 +1,7 @@
 // quantsim analyze: which layer hurts? Calibrates a simulation of the model and writes DIR/report.html with per-layer
 // sensitivity, SQNR of weights and activations, activation histograms with clipping ranges and per-channel weight
 // ranges.
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -57,6 +58,21 @@ const char* const analyze_usage =
 quantsim_config config_from(const std::string& spec) {
     if (spec == "default" || spec == "per_channel" || spec == "htp") return quantsim_config::builtin(spec);
     return quantsim_config::load(spec);
+}
+
+std::string json_escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+        if (c == '"' || c == '\\') o += '\\';
+        if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+            o += buf;
+            continue;
+        }
+        o += c;
+    }
+    return o;
 }
 
 std::string fmt2(double v) {
@@ -133,7 +149,7 @@ int analyze_command(const std::vector<std::string>& argv) {
     summary.push_back({"quantizers", std::to_string(enabled) + " with an encoding"});
 
     std::ostringstream json;
-    json << std::setprecision(6) << "{\"model\": \"" << model_path << "\"";
+    json << std::setprecision(6) << "{\"model\": \"" << json_escape(model_path) << "\"";
     const auto top1_of = [&](quant_sim& s) {
         return cli::evaluate_top1([&](const std::vector<tensor>& in) { return s.forward(in); }, *data, labels, batch)
             .top1();
@@ -178,8 +194,8 @@ int analyze_command(const std::vector<std::string>& argv) {
         if (!worst || s.only_this < worst->only_this) worst = &s;
     json << ", \"metric\": \"" << result.metric_name << "\", \"fp32_metric\": " << result.fp32_metric
          << ", \"quantized_metric\": " << result.quantized_metric << ", \"layers\": " << result.sensitivity.size();
-    if (worst) json << ", \"most_sensitive\": \"" << worst->layer << "\"";
-    json << ", \"seconds\": " << seconds << ", \"report\": \"" << (dir / "report.html").string() << "\"}";
+    if (worst) json << ", \"most_sensitive\": \"" << json_escape(worst->layer) << "\"";
+    json << ", \"seconds\": " << seconds << ", \"report\": \"" << json_escape((dir / "report.html").string()) << "\"}";
     std::cout << json.str() << std::endl;
     return 0;
 }
