@@ -17,6 +17,7 @@
 #include "command.hpp"
 #include "dataset.hpp"
 #include "evaluate.hpp"
+#include "options.hpp"
 #include "progress.hpp"
 
 namespace {
@@ -55,26 +56,6 @@ const char* const analyze_usage =
     "\n"
     "Prints one JSON line on stdout with the report's path and the headline figures.\n";
 
-quantsim_config config_from(const std::string& spec) {
-    if (spec == "default" || spec == "per_channel" || spec == "htp") return quantsim_config::builtin(spec);
-    return quantsim_config::load(spec);
-}
-
-std::string json_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '"' || c == '\\') o += '\\';
-        if (static_cast<unsigned char>(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-            o += buf;
-            continue;
-        }
-        o += c;
-    }
-    return o;
-}
-
 std::string fmt2(double v) {
     std::ostringstream os;
     os << std::fixed << std::setprecision(2) << v;
@@ -104,7 +85,7 @@ int analyze_command(const std::vector<std::string>& argv) {
     ao.sensitivity = !a.flag("--no-sensitivity");
     quantsim_options o;
     try {
-        o.config = config_from(a.value("--config").value_or("default"));
+        o.config = cli::load_config(a.value("--config").value_or("default"));
         o.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
         o.activation_bitwidth = static_cast<int>(a.int_value("--act-bw", 8, 2, 16));
         if (a.flag("--per-channel")) o.per_channel = true;
@@ -149,7 +130,7 @@ int analyze_command(const std::vector<std::string>& argv) {
     summary.push_back({"quantizers", std::to_string(enabled) + " with an encoding"});
 
     std::ostringstream json;
-    json << std::setprecision(6) << "{\"model\": \"" << json_escape(model_path) << "\"";
+    json << std::setprecision(6) << "{\"model\": \"" << cli::json_escape(model_path) << "\"";
     const auto top1_of = [&](quant_sim& s) {
         return cli::evaluate_top1([&](const std::vector<tensor>& in) { return s.forward(in); }, *data, labels, batch)
             .top1();
@@ -194,8 +175,8 @@ int analyze_command(const std::vector<std::string>& argv) {
         if (!worst || s.only_this < worst->only_this) worst = &s;
     json << ", \"metric\": \"" << result.metric_name << "\", \"fp32_metric\": " << result.fp32_metric
          << ", \"quantized_metric\": " << result.quantized_metric << ", \"layers\": " << result.sensitivity.size();
-    if (worst) json << ", \"most_sensitive\": \"" << json_escape(worst->layer) << "\"";
-    json << ", \"seconds\": " << seconds << ", \"report\": \"" << json_escape((dir / "report.html").string()) << "\"}";
+    if (worst) json << ", \"most_sensitive\": \"" << cli::json_escape(worst->layer) << "\"";
+    json << ", \"seconds\": " << seconds << ", \"report\": \"" << cli::json_escape((dir / "report.html").string()) << "\"}";
     std::cout << json.str() << std::endl;
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "command.hpp"
 #include "dataset.hpp"
 #include "evaluate.hpp"
+#include "options.hpp"
 #include "progress.hpp"
 
 namespace {
@@ -74,20 +75,6 @@ const char* const ptq_usage =
     "  -h, --help              this text\n"
     "\n"
     "Prints one JSON line on stdout with what was written and, with --eval, the accuracies.\n";
-
-quantsim_config load_config(const std::string& spec) {
-    if (spec == "default" || spec == "per_channel" || spec == "htp") return quantsim_config::builtin(spec);
-    return quantsim_config::load(spec);
-}
-
-std::string json_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-        if (c == '"' || c == '\\') o += '\\';
-        o += c;
-    }
-    return o;
-}
 
 // "--mixquant" takes an optional value: "--mixquant", "--mixquant=30" or "--mixquant 30".
 std::vector<std::string> normalize_optional_values(std::vector<std::string> argv) {
@@ -165,7 +152,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     if (po.adaround && po.bias_correction != bias_correction_method::none)
         throw cli::usage_error("--bias-correction and --adaround are alternatives: choose one");
     try {
-        o.config = load_config(a.value("--config").value_or("default"));
+        o.config = cli::load_config(a.value("--config").value_or("default"));
         o.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
         o.activation_bitwidth = static_cast<int>(a.int_value("--act-bw", 8, 2, 16));
         if (a.flag("--per-channel")) o.per_channel = true;
@@ -224,7 +211,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     }
 
     std::ostringstream json;
-    json << std::setprecision(6) << "{\"model\": \"" << json_escape(model_path) << "\"";
+    json << std::setprecision(6) << "{\"model\": \"" << cli::json_escape(model_path) << "\"";
     const auto eval_sim = [&](quant_sim& sim) {
         return cli::evaluate_top1([&](const std::vector<tensor>& in) { return sim.forward(in); }, *eval_data, labels,
                                   batch);
@@ -363,7 +350,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     if (!quiet)
         std::cerr << "wrote " << (dir / "model.onnx").string() << ", model.encodings.json, model_qdq.onnx"
                   << (a.flag("--no-report") ? "" : ", report.html") << "\n";
-    json << ", \"out\": \"" << json_escape(dir.string()) << "\"}";
+    json << ", \"out\": \"" << cli::json_escape(dir.string()) << "\"}";
     std::cout << json.str() << std::endl;
     return 0;
 }

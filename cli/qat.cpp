@@ -17,6 +17,7 @@
 #include "dataset.hpp"
 #include "progress.hpp"
 #include "evaluate.hpp"
+#include "options.hpp"
 
 namespace {
 
@@ -61,11 +62,6 @@ const char* const qat_usage =
     "\n"
     "Prints one JSON line on stdout with what was written and the accuracies.\n";
 
-quantsim_config load_config(const std::string& spec) {
-    if (spec == "default" || spec == "per_channel" || spec == "htp") return quantsim_config::builtin(spec);
-    return quantsim_config::load(spec);
-}
-
 tensor labels_tensor(const std::vector<std::int64_t>& v) { return tensor::from(v, {static_cast<std::int64_t>(v.size())}); }
 
 double parse_double(const cli::args& a, const std::string& name, double def) {
@@ -99,7 +95,7 @@ int qat_command(const std::vector<std::string>& argv) {
     quantsim_options so;
     qat_options qo;
     try {
-        so.config = load_config(a.value("--config").value_or("default"));
+        so.config = cli::load_config(a.value("--config").value_or("default"));
         so.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
         so.activation_bitwidth = static_cast<int>(a.int_value("--act-bw", 8, 2, 16));
     } catch (const invalid_argument& e) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <set>
@@ -32,17 +31,7 @@ std::vector<std::vector<tensor>> first_samples(const std::vector<std::vector<ten
             continue;
         }
         std::vector<tensor> cut;
-        for (const auto& t : b) {
-            if (t.rank() == 0 || t.dim(0) != n) {
-                cut.push_back(t);
-                continue;
-            }
-            shape_t s = t.shape();
-            s[0] = left;
-            tensor c = tensor::empty(s, t.type());
-            std::memcpy(c.raw(), t.raw(), c.nbytes());
-            cut.push_back(std::move(c));
-        }
+        for (const auto& t : b) cut.push_back(t.rank() > 0 && t.dim(0) == n ? t.slice(0, left) : t);
         out.push_back(std::move(cut));
         left = 0;
     }
@@ -194,8 +183,6 @@ quant_analysis analyze_quantization(quant_sim& sim, const std::vector<std::vecto
         act_out.push_back(std::move(a));
     }
     if (!acts.empty()) {
-        std::vector<bool> saved;
-        for (const auto& q : sim.quantizers()) saved.push_back(q.enabled);
         executor_options eo;
         eo.num_threads = sim.options().num_threads;
         executor fp(g, eo);
@@ -246,7 +233,6 @@ quant_analysis analyze_quantization(quant_sim& sim, const std::vector<std::vecto
             a.clipped_fraction = s.count ? static_cast<double>(s.clipped) / static_cast<double>(s.count) : 0.0;
             if (!std::isfinite(a.min)) a.min = a.max = 0;
         }
-        (void)saved;
     }
     r.activations = std::move(act_out);
 
