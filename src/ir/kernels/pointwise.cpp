@@ -68,6 +68,22 @@ const char* pw_name(pw_op op) noexcept {
     return "?";
 }
 
+namespace {
+
+// alpha * x + beta of hard_sigmoid / hard_swish, rounded once where the CPU has FMA, as the vector code's
+// _mm512_fmadd_ps does. Written out because whether GCC contracts the plain expression depends on the optimization
+// level (its FMA formation runs only with -fexpensive-optimizations, i.e. from -O2 on): at -O1 (the sanitizer build)
+// the plain expression rounded twice and the reference differed from the vector path in the last bit.
+inline float affine(float alpha, float x, float beta) noexcept {
+#if defined(__FMA__)
+    return std::fma(alpha, x, beta);
+#else
+    return alpha * x + beta;
+#endif
+}
+
+}  // namespace
+
 float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta) {
     switch (op) {
         case pw_op::add: return a + b;
@@ -82,8 +98,8 @@ float pw_eval_ref(pw_op op, float a, float b, float alpha, float beta) {
         case pw_op::abs: return std::fabs(a);
         case pw_op::relu: return a > 0.0f ? a : 0.0f;
         case pw_op::clip: return std::min(std::max(a, alpha), beta);
-        case pw_op::hard_sigmoid: return std::max(0.0f, std::min(1.0f, alpha * a + beta));
-        case pw_op::hard_swish: return a * std::max(0.0f, std::min(1.0f, alpha * a + beta));
+        case pw_op::hard_sigmoid: return std::max(0.0f, std::min(1.0f, affine(alpha, a, beta)));
+        case pw_op::hard_swish: return a * std::max(0.0f, std::min(1.0f, affine(alpha, a, beta)));
         case pw_op::sigmoid: return 1.0f / (1.0f + std::exp(-a));
         case pw_op::tanh: return std::tanh(a);
         case pw_op::exp: return std::exp(a);
@@ -139,13 +155,13 @@ void pw_apply_unary(pw_op op, const float* a, float* d, std::int64_t n, float al
             });
         case pw_op::hard_sigmoid:
             return map1_any(a, d, n, [alpha, beta](float x) {
-                float y = alpha * x + beta;
+                float y = affine(alpha, x, beta);
                 y = y < 0.0f ? 0.0f : y;
                 return y > 1.0f ? 1.0f : y;
             });
         case pw_op::hard_swish:
             return map1_any(a, d, n, [alpha, beta](float x) {
-                float y = alpha * x + beta;
+                float y = affine(alpha, x, beta);
                 y = y < 0.0f ? 0.0f : y;
                 y = y > 1.0f ? 1.0f : y;
                 return x * y;
@@ -380,7 +396,7 @@ namespace {
 // inline 16-lane loops (a masked tail instead of a scalar remainder, no call per instruction), which matters for the
 // short rows (36-144 elements) of late conv layers. Every lane computes exactly what the scalar code computes:
 // comparisons and blends in the scalar expressions' order (NaN behaves the same), IEEE add/mul/div/sqrt, fused
-// multiply-add where the compiler contracts the scalar a * x + b. Ops without a vector form here (transcendentals,
+// multiply-add where the scalar code calls affine() (std::fma). Ops without a vector form here (transcendentals,
 // pow, stochastic rounding) go through the reference building blocks.
 struct vsrc {
     const float* ptr = nullptr;  ///< element 0 of the chunk, or nullptr for a broadcast `value`
