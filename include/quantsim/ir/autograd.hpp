@@ -147,6 +147,9 @@ public:
     tensor value(std::string_view name) const;
     /// Drops the recorded tape (frees the activations).
     void clear_tape();
+    /// Bytes of buffers kept between steps for reuse (at most one step's recorded values: they are what the next
+    /// step of the same shapes needs).
+    std::size_t cached_bytes() const noexcept;
 
 private:
     struct impl;

@@ -73,6 +73,9 @@ struct autograd_tape::impl {
     detail::tensor_pool pool;
 
     void recycle() {
+        // Buffers the last step did not take back were not needed by it; dropping them keeps the pool at one step's
+        // worth. (Tensors made outside the pool, e.g. by transforms, would otherwise pile up step after step.)
+        pool.clear();
         std::size_t bytes = 0;
         const auto give = [&](tensor& t) {
             if (!t.defined()) return;
@@ -85,7 +88,7 @@ struct autograd_tape::impl {
         for (auto& t : raw) give(t);
         for (auto& v : saved)
             for (auto& t : v) give(t);
-        pool.set_capacity(std::max<std::size_t>(2 * bytes, pool.pooled_bytes()));
+        pool.set_capacity(bytes);
     }
 
     int id_of(const std::string& name) {
@@ -282,6 +285,8 @@ tensor autograd_tape::value(std::string_view name) const {
     if (id < 0 || static_cast<std::size_t>(id) >= impl_->vals.size()) return {};
     return impl_->vals[static_cast<std::size_t>(id)];
 }
+
+std::size_t autograd_tape::cached_bytes() const noexcept { return impl_->pool.pooled_bytes(); }
 
 void autograd_tape::clear_tape() {
     impl_->pool.clear();
