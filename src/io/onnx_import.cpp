@@ -653,6 +653,22 @@ void release_payload(onnx::TensorProto& t) {
     t.clear_double_data();
 }
 
+// Every value whose size shape inference knows must be allocatable: a Pad, Tile, Expand or ConstantOfShape with
+// huge constants from the file would otherwise load fine and fail at run time with no node named (or, with a
+// product that overflows, inspect would print nonsense). Unknown (symbolic) dimensions count as 1, so this is the
+// size at batch 1. Same limits as initializers: checked_numel (overflow, max_tensor_bytes()).
+void check_inferred_sizes(const graph& g) {
+    for (const node& n : g.nodes)
+        for (const std::string& out : n.outputs) {
+            if (out.empty()) continue;
+            const value_info* vi = g.info(out);
+            if (!vi || !vi->shape_known) continue;
+            shape_t at_least = vi->shape;
+            for (auto& d : at_least) d = d < 0 ? 1 : d;
+            checked_numel(at_least, size_of(vi->type), n.describe() + ": output '" + out + "'");
+        }
+}
+
 graph import_model(onnx::ModelProto& model, const import_context& ctx, const onnx_load_options& options) {
     graph g;
     // Opsets.
@@ -824,6 +840,7 @@ graph import_model(onnx::ModelProto& model, const import_context& ctx, const onn
         so.registry = options.registry;
         so.strict = options.check_ops;
         g.infer_shapes(so);
+        check_inferred_sizes(g);
     }
     return g;
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -266,7 +267,15 @@ tensor_encoding read_entry_0_6_1(const reader& rd, const std::string& name, cons
             const double mx = rd.number(rd.get(e, "max", w), w + ".max");
             if (!(mx > mn)) rd.fail(w, "max must be above min");
             scale = (mx - mn) / static_cast<double>((std::int64_t{1} << bw) - 1);
-            offset = static_cast<std::int64_t>(std::round(mn / scale));
+            // min and max far apart only in their last bits give an offset beyond int64 (converting it would be
+            // undefined behaviour); any offset beyond the grid is rejected by from_aimet below anyway.
+            const double o = std::round(mn / scale);
+            if (!(std::fabs(o) <= 0x1p40)) {
+                std::ostringstream m;
+                m << "min " << mn << " and max " << mx << " give offset " << o << ", outside the " << bw << "-bit grid";
+                rd.fail(w, m.str());
+            }
+            offset = static_cast<std::int64_t>(o);
         }
         groups.push_back(rd.from_aimet(scale, offset, bw, sym, w));
     }
@@ -452,6 +461,11 @@ std::vector<tensor_encoding> read_2_0_0(const reader& rd, const json& list) {
         for (std::size_t k = 0; k < scales.size(); ++k) {
             encoding en;
             en.scale = static_cast<float>(scales[k]);
+            // Checked before the narrowing: a zero point of 2^32 + 3 must not become 3.
+            if (!zps.empty() && (zps[k] < std::numeric_limits<std::int32_t>::min() ||
+                                 zps[k] > std::numeric_limits<std::int32_t>::max()))
+                rd.fail(w + ".y_zero_point[" + std::to_string(k) + "]",
+                        "zero point " + std::to_string(zps[k]) + " does not fit in 32 bits");
             en.zero_point = zps.empty() ? 0 : static_cast<std::int32_t>(zps[k]);
             en.bitwidth = bw;
             en.is_signed = is_signed;
@@ -473,10 +487,11 @@ quantizer_args read_args(const reader& rd, const json& j) {
     if (!j.is_object()) rd.fail("quantizer_args", "expected an object");
     quantizer_args a;
     // quantizer_args is informational: tolerate keys AIMET versions added, check the types of those we use.
+    // Range-checked like the entries' bit widths (a plain cast would turn 2^32 + 8 into 8).
     if (j.contains("activation_bitwidth"))
-        a.activation_bitwidth = static_cast<int>(rd.integer(j["activation_bitwidth"], "quantizer_args.activation_bitwidth"));
+        a.activation_bitwidth = rd.bitwidth(j["activation_bitwidth"], "quantizer_args.activation_bitwidth", true);
     if (j.contains("param_bitwidth"))
-        a.param_bitwidth = static_cast<int>(rd.integer(j["param_bitwidth"], "quantizer_args.param_bitwidth"));
+        a.param_bitwidth = rd.bitwidth(j["param_bitwidth"], "quantizer_args.param_bitwidth", true);
     if (j.contains("is_symmetric")) a.is_symmetric = rd.boolean(j["is_symmetric"], "quantizer_args.is_symmetric");
     if (j.contains("per_channel_quantization"))
         a.per_channel_quantization = rd.boolean(j["per_channel_quantization"], "quantizer_args.per_channel_quantization");

@@ -49,27 +49,65 @@ bool is_logical(binary_op op) noexcept {
 
 namespace {
 
+// Integer arithmetic on values from the model wraps modulo 2^bits (what two's complement hardware, numpy and ONNX
+// Runtime give) instead of overflowing a signed type, which is undefined behaviour. The unsigned type is at least
+// `unsigned` so that narrow operands do not promote back to (overflowing) int.
+template <class T>
+using wrap_t = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
+template <class T>
+T wrap_add(T a, T b) { return static_cast<T>(static_cast<wrap_t<T>>(static_cast<wrap_t<T>>(a) + static_cast<wrap_t<T>>(b))); }
+template <class T>
+T wrap_sub(T a, T b) { return static_cast<T>(static_cast<wrap_t<T>>(static_cast<wrap_t<T>>(a) - static_cast<wrap_t<T>>(b))); }
+template <class T>
+T wrap_mul(T a, T b) { return static_cast<T>(static_cast<wrap_t<T>>(static_cast<wrap_t<T>>(a) * static_cast<wrap_t<T>>(b))); }
+
+// a^b by squaring (a loop of b multiplications would run for 2^62 steps on an exponent from the file); negative
+// exponents truncate 1 / a^|b| toward zero, as the float computation does.
+template <class T>
+T int_pow(T a, T b) {
+    if constexpr (std::is_signed_v<T>) {
+        if (b < 0) {
+            if (a == 1) return T(1);
+            if (a == -1) return (b % 2 != 0) ? T(-1) : T(1);
+            return T(0);
+        }
+    }
+    T r = 1;
+    for (; b > 0; b = static_cast<T>(b / 2)) {
+        if (b % 2 != 0) r = wrap_mul(r, a);
+        a = wrap_mul(a, a);
+    }
+    return r;
+}
+
 template <class T>
 T apply_op(binary_op op, T a, T b) {
     if constexpr (std::is_same_v<T, bool>) {
         return a;  // bool arithmetic is rejected before dispatch
     } else {
     switch (op) {
-        case binary_op::add: return static_cast<T>(a + b);
-        case binary_op::sub: return static_cast<T>(a - b);
-        case binary_op::mul: return static_cast<T>(a * b);
+        case binary_op::add:
+            if constexpr (std::is_integral_v<T>) return wrap_add(a, b);
+            else return a + b;
+        case binary_op::sub:
+            if constexpr (std::is_integral_v<T>) return wrap_sub(a, b);
+            else return a - b;
+        case binary_op::mul:
+            if constexpr (std::is_integral_v<T>) return wrap_mul(a, b);
+            else return a * b;
         case binary_op::div:
             if constexpr (std::is_integral_v<T>) {
                 if (b == 0) return T(0);  // checked by the caller
+                // min / -1 overflows (the CPU traps: SIGFPE); it wraps to min like the other ops.
+                if constexpr (std::is_signed_v<T>)
+                    if (b == -1) return wrap_sub(T(0), a);
                 return static_cast<T>(a / b);
             } else {
                 return a / b;
             }
         case binary_op::pow:
             if constexpr (std::is_integral_v<T>) {
-                T r = 1;
-                for (T e = 0; e < b; ++e) r = static_cast<T>(r * a);
-                return r;
+                return int_pow(a, b);
             } else {
                 return static_cast<T>(std::pow(a, b));
             }
@@ -78,6 +116,8 @@ T apply_op(binary_op op, T a, T b) {
         case binary_op::mod:
             if constexpr (std::is_integral_v<T>) {
                 if (b == 0) return T(0);
+                if constexpr (std::is_signed_v<T>)
+                    if (b == -1) return T(0);  // min % -1 traps like min / -1
                 T r = static_cast<T>(a % b);
                 if (r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);  // sign of the divisor (fmod=0)
                 return r;
@@ -86,6 +126,8 @@ T apply_op(binary_op op, T a, T b) {
             }
         case binary_op::fmod:
             if constexpr (std::is_integral_v<T>) {
+                if constexpr (std::is_signed_v<T>)
+                    if (b == -1) return T(0);
                 return b == 0 ? T(0) : static_cast<T>(a % b);
             } else {
                 return static_cast<T>(std::fmod(a, b));

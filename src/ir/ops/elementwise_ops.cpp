@@ -1,6 +1,7 @@
 // Elementwise ops: arithmetic with broadcasting, comparisons and logic, activations, Clip, Cast, Where.
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/elementwise.hpp>
@@ -143,8 +144,13 @@ void add_signed_unary(op_registry& r, const char* name, pw_op op) {
             auto f = [op, sign](auto v) -> decltype(v) {
                 using V = decltype(v);
                 if (sign) return static_cast<V>(v > V(0) ? 1 : (v < V(0) ? -1 : 0));
-                if (op == pw_op::neg) return static_cast<V>(-v);
-                return static_cast<V>(v < V(0) ? -v : v);
+                V minus_v;
+                if constexpr (std::is_integral_v<V>)  // -min overflows (undefined behaviour): wrap to min instead
+                    minus_v = static_cast<V>(0u - static_cast<std::make_unsigned_t<V>>(v));
+                else
+                    minus_v = -v;
+                if (op == pw_op::neg) return minus_v;
+                return v < V(0) ? minus_v : v;
             };
             switch (x.type()) {
                 case dtype::float32:

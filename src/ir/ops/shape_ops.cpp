@@ -1,6 +1,9 @@
 // Shape and data-movement ops: Shape, Size, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat, Split, Slice,
 // Gather, Expand, Identity, Dropout, Pad, Tile, ConstantOfShape, Range, Constant. They run on every dtype
 // (int64 shape arithmetic flows through them). Reshape-like ops return views that share the input's storage.
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <numeric>
 
 #include <quantsim/ir/kernels/alloc.hpp>
@@ -12,6 +15,31 @@
 namespace quantsim::detail {
 
 namespace {
+
+// Range's element count max(ceil((limit - start) / delta), 0) without overflow: limit - start of two int64 values
+// from the model can exceed int64 (undefined behaviour), so the span is taken in uint64, where it always fits.
+std::int64_t range_count(std::int64_t start, std::int64_t limit, std::int64_t delta, const std::string& desc) {
+    if (delta == 0) QUANTSIM_THROW(invalid_argument, desc, ": delta is 0");
+    if (delta > 0 ? limit <= start : limit >= start) return 0;
+    const std::uint64_t span = delta > 0 ? static_cast<std::uint64_t>(limit) - static_cast<std::uint64_t>(start)
+                                         : static_cast<std::uint64_t>(start) - static_cast<std::uint64_t>(limit);
+    const std::uint64_t step = delta > 0 ? static_cast<std::uint64_t>(delta) : 0u - static_cast<std::uint64_t>(delta);
+    const std::uint64_t n = span / step + (span % step != 0 ? 1 : 0);
+    if (n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+        QUANTSIM_THROW(resource_error, desc, ": Range of ", n, " elements");
+    return static_cast<std::int64_t>(n);
+}
+
+// The float form: the quotient is checked before it becomes an integer (a NaN or a count beyond int64 would make
+// the conversion undefined behaviour).
+std::int64_t range_count(float start, float limit, float delta, const std::string& desc) {
+    if (delta == 0.0f) QUANTSIM_THROW(invalid_argument, desc, ": delta is 0");
+    const double n = std::ceil((static_cast<double>(limit) - start) / delta);
+    if (std::isnan(n)) QUANTSIM_THROW(numeric_error, desc, ": start, limit and delta must not be NaN");
+    if (n <= 0) return 0;
+    if (!(n < 0x1p62)) QUANTSIM_THROW(resource_error, desc, ": Range of ", n, " elements");
+    return static_cast<std::int64_t>(n);
+}
 
 value_info info_from(dtype t, const std::vector<sdim>& d) { return make_info(t, d); }
 
@@ -756,16 +784,13 @@ void register_shape_ops(op_registry& reg) {
     }
     {  // Range (start, limit, delta): scalars of one dtype
         op_schema s = schema("Range", 3, 3);
-        s.infer = [](const node&, const op_inputs_info& in) {
+        s.infer = [](const node& n, const op_inputs_info& in) {
             const dtype t = type_of(in, 0, dtype::int64);
             const tensor *a = in_const(in, 0), *b = in_const(in, 1), *c = in_const(in, 2);
             if (a && b && c && t == dtype::int64) {
                 const std::int64_t s0 = a->data<std::int64_t>()[0], l = b->data<std::int64_t>()[0],
                                    d = c->data<std::int64_t>()[0];
-                if (d != 0) {
-                    const std::int64_t nn = std::max<std::int64_t>(0, (l - s0 + d + (d > 0 ? -1 : 1)) / d);
-                    return std::vector<value_info>{make_info(t, shape_t{nn})};
-                }
+                if (d != 0) return std::vector<value_info>{make_info(t, shape_t{range_count(s0, l, d, n.describe())})};
             }
             return std::vector<value_info>{make_info(t, std::vector<sdim>(1))};
         };
@@ -779,8 +804,8 @@ void register_shape_ops(op_registry& reg) {
                     QUANTSIM_THROW(invalid_argument, desc, ": start, limit and delta must share a dtype");
                 if (a.type() == dtype::float32) {
                     const float s0 = a.data<float>()[0], l = b.data<float>()[0], d = c.data<float>()[0];
-                    if (d == 0.0f) QUANTSIM_THROW(invalid_argument, desc, ": delta is 0");
-                    const std::int64_t nn = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::ceil((l - s0) / d)));
+                    const std::int64_t nn = range_count(s0, l, d, desc);
+                    checked_numel({nn}, 4, desc);
                     tensor out = detail::new_tensor({nn});
                     for (std::int64_t i = 0; i < nn; ++i) out.data<float>()[i] = s0 + static_cast<float>(i) * d;
                     outs[0] = std::move(out);
@@ -788,11 +813,13 @@ void register_shape_ops(op_registry& reg) {
                 }
                 const auto s0 = int_values(a, desc, "start").at(0), l = int_values(b, desc, "limit").at(0),
                            d = int_values(c, desc, "delta").at(0);
-                if (d == 0) QUANTSIM_THROW(invalid_argument, desc, ": delta is 0");
-                const std::int64_t nn = std::max<std::int64_t>(0, (l - s0 + d + (d > 0 ? -1 : 1)) / d);
+                const std::int64_t nn = range_count(s0, l, d, desc);
                 checked_numel({nn}, 8, desc);
                 std::vector<std::int64_t> v(static_cast<std::size_t>(nn));
-                for (std::int64_t i = 0; i < nn; ++i) v[static_cast<std::size_t>(i)] = s0 + i * d;
+                // start + i * delta lies between start and limit, but i * delta alone may not fit: modular math.
+                for (std::int64_t i = 0; i < nn; ++i)
+                    v[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(
+                        static_cast<std::uint64_t>(s0) + static_cast<std::uint64_t>(i) * static_cast<std::uint64_t>(d));
                 outs[0] = a.type() == dtype::int64 ? tensor::from(v, {nn}) : cast(tensor::from(v, {nn}), a.type());
             });
         };
