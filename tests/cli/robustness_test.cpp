@@ -163,6 +163,15 @@ TEST_F(cli_robustness, every_bad_input_gives_one_message_and_status_1_or_2) {
     put("inf_enc.json",
         "{\"version\": \"2.0.0\", \"encodings\": [{\"name\": \"y\", \"output_dtype\": \"uint8\", \"y_scale\": 1e999}]}");
     save_npy(dir_ / "labels_bad.npy", tensor::zeros({4}, dtype::float32));
+    // Encodings that parse but do not fit the model: a tensor the model does not have, a per-channel weight encoding
+    // with 5 channels for a weight with 3, and a zero point that only fits after wrapping to 32 bits.
+    put("unknown_enc.json",
+        "{\"version\": \"2.0.0\", \"encodings\": [{\"name\": \"no_such_tensor\", \"output_dtype\": \"uint8\", \"y_scale\": 0.1}]}");
+    put("channels_enc.json",
+        "{\"version\": \"2.0.0\", \"encodings\": [{\"name\": \"w\", \"output_dtype\": \"int8\", \"axis\": 0, "
+        "\"y_scale\": [0.1, 0.1, 0.1, 0.1, 0.1]}]}");
+    put("zp_enc.json", "{\"version\": \"2.0.0\", \"encodings\": [{\"name\": \"y\", \"output_dtype\": \"uint8\", "
+                       "\"y_scale\": 0.1, \"y_zero_point\": 4294967299}]}");
 
     const std::string m = p("model.onnx");
     const std::string runm = "run " + m + " --output " + p("y.npy") + " --input ";
@@ -193,6 +202,12 @@ TEST_F(cli_robustness, every_bad_input_gives_one_message_and_status_1_or_2) {
         {"malformed encodings", runm + p("x.npy") + " --encodings " + p("bad_enc.json"), 1, {"bad_enc.json"}},
         {"NaN in encodings", runm + p("x.npy") + " --encodings " + p("nan_enc.json"), 1, {"nan_enc.json"}},
         {"Inf in encodings", runm + p("x.npy") + " --encodings " + p("inf_enc.json"), 1, {"inf_enc.json"}},
+        {"encodings for a tensor the model lacks", runm + p("x.npy") + " --encodings " + p("unknown_enc.json"), 1,
+         {"no_such_tensor"}},
+        {"encodings with the wrong channel count", runm + p("x.npy") + " --encodings " + p("channels_enc.json"), 1,
+         {"'w'"}},
+        {"zero point beyond 32 bits", runm + p("x.npy") + " --encodings " + p("zp_enc.json"), 1,
+         {"zp_enc.json", "4294967299"}},
         {"float labels", ptqm + p("x.npy") + " --eval " + p("x.npy") + " --labels " + p("labels_bad.npy"), 1,
          {"labels_bad.npy"}},
         {"output is a folder", "run " + m + " --input " + p("x.npy") + " --output " + p("folder.onnx"), 1,
@@ -227,6 +242,42 @@ TEST_F(cli_robustness, every_bad_input_gives_one_message_and_status_1_or_2) {
         EXPECT_FALSE(fs::exists(dir_ / "y.npy")) << "a failed run wrote its output";
         EXPECT_TRUE(temporaries(dir_).empty()) << temporaries(dir_).front();
     }
+}
+
+// Models that load but carry hostile constants into the kernels (tests/io/untrusted_inputs_test.cpp has the
+// library-level cases): INT_MIN / -1 raised SIGFPE and killed the process; a Pad of 2^40 loaded and failed in the
+// allocator without naming a node.
+TEST_F(cli_robustness, hostile_constants_never_kill_it) {
+    save_npy(dir_ / "x.npy", samples(2));
+    {
+        graph_builder b("int_min_div", 13);
+        auto x = b.input("x", {-1, 2, 4, 4});
+        auto q = b.node("Div", {b.param("int_min", tensor::from(std::vector<std::int32_t>{std::numeric_limits<std::int32_t>::min()}, {1})),
+                                b.param("minus_one", tensor::from(std::vector<std::int32_t>{-1}, {1}))},
+                        {}, "div");
+        auto f = b.node("Cast", {q}, {{"to", std::int64_t{1}}}, "cast");
+        b.output(b.node("Add", {x, f}, {}, node_options("add").outputs({"y"})));
+        put("div.onnx", save_onnx_to_string(b.build()));
+    }
+    auto r = run("run " + p("div.onnx") + " --input " + p("x.npy") + " --output " + p("y.npy") + " --quiet");
+    ASSERT_EQ(r.signal, 0) << r.err;
+    EXPECT_EQ(r.code, 0) << r.err;  // wraps to INT_MIN, as two's complement hardware and ONNX Runtime do
+    {
+        graph_builder b("pad_huge", 13);
+        auto x = b.input("x", {-1, 2, 4, 4});
+        const std::int64_t big = std::int64_t{1} << 40;
+        auto y = b.node("Pad", {x, b.param("pads", tensor::from(std::vector<std::int64_t>{0, 0, big, big, 0, 0, big, big}, {8}))},
+                        {}, node_options("pad").outputs({"y"}));
+        b.output(y);
+        put("pad.onnx", save_onnx_to_string(b.build()));
+    }
+    r = run("run " + p("pad.onnx") + " --input " + p("x.npy") + " --output " + p("y2.npy"));
+    ASSERT_EQ(r.signal, 0) << r.err;
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_EQ(lines_of(r.err).size(), 1u) << r.err;
+    EXPECT_NE(r.err.find("pad.onnx"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("node 'pad' (Pad)"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "y2.npy"));
 }
 
 // Names from the file are quoted in messages; a newline or escape byte in one must not break the one-line rule.
