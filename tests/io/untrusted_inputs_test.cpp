@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <quantsim/core/error.hpp>
+#include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/sim/encodings.hpp>
@@ -108,6 +110,50 @@ TEST(untrusted_encodings, scales_beyond_float_and_huge_bit_widths) {
             "enc_type": "PER_TENSOR", "bw": )") + bw + R"(, "is_sym": true, "scale": [0.1], "offset": [-128]}], "param_encodings": []})";
         expect_error<config_error>([&] { (void)read_encodings(text, "bw.json"); }, {"bw.json", ".bw"});
     }
+}
+
+// ---- .npy ----------------------------------------------------------------------------------------------------------
+
+std::string npy_file(const std::string& dict, const std::string& data) {
+    std::string h = dict;
+    while ((10 + h.size() + 1) % 64) h += ' ';
+    h += '\n';
+    std::string r("\x93NUMPY\x01\x00", 8);
+    r += static_cast<char>(h.size() & 0xff);
+    r += static_cast<char>(h.size() >> 8);
+    return r + h + data;
+}
+
+tensor load_npy_text(const std::string& bytes) {
+    return load_npy_from_memory(std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()), {},
+                                "a.npy");
+}
+
+TEST(untrusted_npy, dtypes_numpy_can_write_but_quantsim_cannot_read_are_named) {
+    // Object arrays (pickled Python objects: never unpickled), structured dtypes, float16, complex, strings.
+    const std::string eight(8, '\0');
+    expect_error<unsupported_error>([&] { (void)load_npy_text(npy_file("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", eight)); },
+                                    {"a.npy", "'|O'"});
+    expect_error<unsupported_error>([&] { (void)load_npy_text(npy_file("{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }", eight)); },
+                                    {"a.npy", "'<f2'"});
+    expect_error<unsupported_error>([&] { (void)load_npy_text(npy_file("{'descr': '<M8[s]', 'fortran_order': False, 'shape': (1,), }", eight)); },
+                                    {"a.npy", "'<M8[s]'"});
+    // A structured dtype's descr is a list, not a string: a header error, not a crash or a misread.
+    expect_error<parse_error>(
+        [&] { (void)load_npy_text(npy_file("{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (1,), }", eight)); },
+        {"a.npy", "header"});
+    expect_error<unsupported_error>(
+        [&] { (void)load_npy_text(npy_file("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 1), }", eight)); }, {"a.npy", "Fortran"});
+}
+
+TEST(untrusted_npy, big_endian_values_are_swapped) {
+    // 1.5 as a big-endian float64 and 258 as a big-endian uint16: the values, not the bytes, must come through.
+    const std::string f64("\x3f\xf8\x00\x00\x00\x00\x00\x00", 8);
+    const tensor d = load_npy_text(npy_file("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }", f64));
+    ASSERT_EQ(d.type(), dtype::float64);
+    EXPECT_EQ(d.data<double>()[0], 1.5);
+    const tensor u = load_npy_text(npy_file("{'descr': '>u2', 'fortran_order': False, 'shape': (1,), }", std::string("\x01\x02", 2)));
+    EXPECT_EQ(u.data<std::uint16_t>()[0], 258);
 }
 
 // ---- ONNX models with hostile constants -------------------------------------------------------------------------------
