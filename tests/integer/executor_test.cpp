@@ -110,12 +110,20 @@ TEST(IntegerExecutor, float_islands_equal_the_fake_quant_simulation) {
     b.output(d);
     qs::quant_sim sim(b.build());
     sim.compute_encodings(std::vector<qs::tensor>{random_tensor({8, 4, 5, 5}, rng, 3.0f)});
-    qs::integer_executor ex(sim);
-    const qs::tensor in = random_tensor({3, 4, 5, 5}, rng, 3.0f);
-    const qs::tensor a = ex.run(in), e = sim.forward(in);
-    ASSERT_EQ(a.shape(), e.shape());
-    for (std::int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a.f32()[i], e.f32()[i]) << "element " << i;
-    for (const auto& p : ex.plan()) EXPECT_TRUE(p.kernel == "QuantizeLinear" || p.kernel.rfind("float ", 0) == 0) << p.kernel;
+    // Both as float islands and as the lookup tables they become (one quantized input, elementwise).
+    for (const bool tables : {false, true}) {
+        SCOPED_TRACE(tables ? "island tables" : "float islands");
+        qs::integer_options o;
+        o.island_tables = tables;
+        qs::integer_executor ex(sim, o);
+        const qs::tensor in = random_tensor({3, 4, 5, 5}, rng, 3.0f);
+        const qs::tensor a = ex.run(in), e = sim.forward(in);
+        ASSERT_EQ(a.shape(), e.shape());
+        for (std::int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a.f32()[i], e.f32()[i]) << "element " << i;
+        const std::string island = tables ? "table " : "float ";
+        for (const auto& p : ex.plan())
+            EXPECT_TRUE(p.kernel == "QuantizeLinear" || p.kernel.rfind(island, 0) == 0) << p.kernel;
+    }
 }
 
 TEST(IntegerExecutor, small_net_lowers_to_integer_kernels_and_tracks_the_simulation) {

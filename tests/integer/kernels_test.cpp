@@ -89,6 +89,12 @@ TEST(IntegerKernels, conv_vectorized_matches_reference) {
         {"weight zero points", 10, 9, 1, 3, 1, 1, 1, 0, 8, 11, false, false, true, false, true},
         {"tflite requantization", 24, 17, 1, 1, 1, 1, 1, 0, 5, 70, false, false, false, true, true},
         {"tflite depthwise", 6, 6, 6, 3, 3, 2, 2, 1, 10, 10, true, true, false, true, true},
+        // Rows longer than one 32-output vector step, with a partial last step (the vectorized depthwise rows).
+        {"depthwise 3x3 stride 1, 75-wide rows", 8, 8, 8, 3, 3, 1, 1, 1, 5, 75, false, false, false, false, true},
+        {"depthwise 5x5 stride 2, weight zero points", 8, 8, 8, 5, 5, 2, 2, 2, 9, 101, false, false, true, false, true},
+        {"depthwise int8 stride (1,2), 140-wide", 6, 6, 6, 3, 3, 1, 2, 1, 4, 140, true, true, false, false, false},
+        {"depthwise channel multiplier 2", 4, 8, 4, 3, 3, 1, 1, 1, 6, 40, false, false, false, false, true},
+        {"depthwise stride 3 (scalar rows)", 5, 5, 5, 3, 3, 3, 3, 1, 7, 50, false, false, false, false, true},
     };
     for (const auto& c : cases) run_case(c);
 }

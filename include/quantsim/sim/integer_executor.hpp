@@ -37,6 +37,12 @@ struct integer_options {
     /// false: every integer kernel uses its plain reference loop instead of the vectorized one (for tests; results
     /// are identical).
     bool vectorized = true;
+    /// true: a float island whose outputs are all quantized and depend elementwise on ONE quantized input (per
+    /// channel at most: BatchNormalization, Add/Mul/Div by constants, Relu, Clip, HardSigmoid, ...) runs as a
+    /// lookup table per output and channel, int8 -> int8, filled at the first run by running the island itself on
+    /// every input code (so the results are bit-identical; checked then, the island runs when they are not).
+    /// false: every island runs its float ops (the reference the tables are tested against).
+    bool island_tables = true;
 };
 
 /// How one node of the model is executed.

@@ -57,6 +57,17 @@ struct qgrid {
 
 enum class step_kind { conv, matmul, add, mul, gap, softmax, float_op };
 
+// A float island run as lookup tables (integer_options::island_tables): the island is a function from the byte of
+// its one quantized input (and the channel) to the byte of each quantized output. Filled at the first run.
+struct island_lut {
+    bool eligible = false;      // structurally elementwise in one quantized input, per channel at most
+    bool failed = false;        // the island did not behave as a function of the code: it runs as floats
+    std::int64_t rank = -1;     // the input's rank recorded in the model (-1: unknown); another rank runs the island
+    std::int64_t channels = 0;  // channel count the tables were filled for (0: not yet)
+    bool per_channel = false;   // false: one table per output for all channels
+    std::vector<std::vector<std::uint8_t>> tables;  // per output: [channels or 1][256], raw byte -> raw byte
+};
+
 struct step {
     step_kind kind = step_kind::float_op;
     std::string node;
@@ -72,6 +83,7 @@ struct step {
     fixed_multiplier tfl_multiplier;
     std::int64_t softmax_axis = -1;
     std::shared_ptr<executor> island;
+    island_lut lut;
 };
 
 // ---- quantize / dequantize of whole tensors -------------------------------------------------------------------
@@ -134,6 +146,31 @@ tensor dequantize_tensor(const tensor& q, const qgrid& g, detail::tensor_pool& p
         for (; i < e; ++i) dst[i] = table[src[i]];
     });
     return y;
+}
+
+// y[i] = table[x[i]] on raw bytes (an island's lookup table). With AVX-512 VBMI the 256-byte table lives in four
+// registers: two vpermi2b look up the low and high halves, the index's top bit picks between them.
+void lut_span(const std::uint8_t* x, std::uint8_t* y, std::int64_t n, const std::uint8_t* table, bool vectorized) {
+    std::int64_t i = 0;
+#if QUANTSIM_INT_AVX512 && defined(__AVX512VBMI__)
+    if (vectorized && n > 0) {
+        const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+        const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+        auto look = [&](__m512i v) {
+            const __m512i lo = _mm512_permutex2var_epi8(t0, v, t1);
+            const __m512i hi = _mm512_permutex2var_epi8(t2, v, t3);
+            return _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), lo, hi);
+        };
+        for (; i + 64 <= n; i += 64) _mm512_storeu_si512(y + i, look(_mm512_loadu_si512(x + i)));
+        if (i < n) {
+            const __mmask64 m = (std::uint64_t{1} << (n - i)) - 1;
+            _mm512_mask_storeu_epi8(y + i, m, look(_mm512_maskz_loadu_epi8(m, x + i)));
+            i = n;
+        }
+    }
+#endif
+    (void)vectorized;
+    for (; i < n; ++i) y[i] = table[x[i]];
 }
 
 inline std::int32_t qload(const tensor& t, bool is_signed, std::int64_t i) {
@@ -290,6 +327,11 @@ struct integer_executor::impl {
     bool tflite() const noexcept { return opt.profile == integer_profile::tflite; }
 
     void build(const quant_sim& sim);
+    // Fills s.lut for input x (its shape, its channel count) by running the island on every code; sets
+    // s.lut.failed when the island is not a function of the code and channel.
+    void fill_lut(step& s, const tensor& x);
+    // Computes the island's outputs from x with the filled tables.
+    std::vector<tensor> run_lut(const step& s, const tensor& x);
     std::map<std::string, tensor> execute(const std::map<std::string, tensor>& feeds,
                                           const std::vector<std::string>& fetch, bool raw);
 };
@@ -327,6 +369,49 @@ std::optional<float> scalar_param(const graph& g, const node& n, std::size_t inp
     const tensor* t = param_value(g, n.inputs[input]);
     if (!t || t->type() != dtype::float32 || t->numel() != 1) return std::nullopt;
     return t->f32()[0];
+}
+
+// True when node n computes, at every position, a function of its inputs' values at that position and of at most
+// one constant per channel (axis 1 of the island input, whose rank is `rank`, -1 when unknown): what makes an island
+// a function of its input code and channel. Parameters may broadcast along axis 1 only.
+bool elementwise_per_channel(const graph& g, const node& n, std::int64_t rank) {
+    static const std::set<std::string, std::less<>> unary = {
+        "Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Celu",
+        "Identity", "Neg", "Abs", "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Floor", "Ceil", "Softplus",
+        "Softsign", "Round", "Sign", "ThresholdedRelu"};
+    static const std::set<std::string, std::less<>> binary = {"Add", "Sub", "Mul", "Div", "Min", "Max", "Pow",
+                                                               "PRelu"};
+    if (n.outputs.size() != 1 || !n.domain.empty()) return false;
+    auto param_ok = [&](const tensor& p, bool channel_vector) {
+        if (channel_vector) return rank < 0 || rank >= 2;  // BatchNormalization's [C] vectors apply on axis 1
+        if (p.numel() == 1) return rank < 0 || p.rank() <= rank;
+        if (rank < 0 || p.rank() > rank) return false;
+        for (int i = 0; i < p.rank(); ++i)
+            if (p.dim(i) != 1 && rank - p.rank() + i != 1) return false;
+        return true;
+    };
+    const bool bn = n.op_type == "BatchNormalization";
+    if (bn) {
+        if (n.attr_int("training_mode", 0) != 0 || n.inputs.size() != 5) return false;
+    } else if (unary.count(n.op_type)) {
+        if (n.op_type == "Clip" ? n.inputs.size() > 3 : n.inputs.size() != 1) return false;
+    } else if (binary.count(n.op_type)) {
+        if (n.inputs.size() != 2) return false;
+    } else {
+        return false;
+    }
+    for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+        if (n.inputs[i].empty()) continue;
+        const tensor* p = param_value(g, n.inputs[i]);
+        const bool must_be_param = (bn && i > 0) || (n.op_type == "Clip" && i > 0);
+        if (!p) {
+            if (must_be_param) return false;
+            continue;  // the island input or a value computed inside the island: same shape as the input
+        }
+        if (bn && i == 0) return false;
+        if (!param_ok(*p, bn && i > 0)) return false;
+    }
+    return true;
 }
 
 }  // namespace
@@ -482,6 +567,20 @@ void integer_executor::impl::build(const quant_sim& sim) {
                 s.outputs.push_back(out);
             }
             sub.nodes.push_back(n);
+        }
+        if (opt.island_tables && s.inputs.size() == 1 && grids.count(s.inputs[0]) && !s.outputs.empty()) {
+            const value_info* xi = g.info(s.inputs[0]);
+            const std::int64_t rank = xi && xi->shape_known ? static_cast<std::int64_t>(xi->shape.size()) : -1;
+            bool ok = true;
+            for (const auto& out : s.outputs) ok &= grids.count(out) != 0;
+            for (const std::size_t ni : island) ok = ok && elementwise_per_channel(g, g.nodes[ni], rank);
+            // Stochastic rounding depends on the position, not only on the value.
+            for (const auto& [name, vq] : eo.quantizers) ok &= vq.options.rounding != rounding_mode::stochastic;
+            s.lut.eligible = ok;
+            s.lut.rank = rank;
+            if (ok)  // the island's nodes are the last plan entries
+                for (std::size_t i = plan.size() - island.size(); i < plan.size(); ++i)
+                    plan[i].kernel = "table " + plan[i].kernel.substr(6);
         }
         island.clear();
         if (s.outputs.empty()) return;  // nothing after the island reads it
@@ -639,6 +738,97 @@ void integer_executor::impl::build(const quant_sim& sim) {
     flush_island();
 }
 
+void integer_executor::impl::fill_lut(step& s, const tensor& x) {
+    island_lut& L = s.lut;
+    L.tables.clear();
+    L.channels = 0;
+    L.failed = true;  // until the tables are complete and consistent
+    const std::int64_t n = x.rank() >= 2 ? x.dim(0) : 1, c = x.rank() >= 2 ? x.dim(1) : 1;
+    if (x.numel() == 0 || c > (std::int64_t{1} << 16)) return;
+    const std::int64_t plane = x.numel() / (n * c);
+    const qgrid& xg = grids.at(s.inputs[0]);
+    // Each channel sees at least three rounds of all 256 codes, the round k shifted by 5k positions so that a code
+    // meets different vector lanes and tails: results that depend on the position, not only on the code, show up
+    // as a conflict and the island keeps running as floats.
+    const std::int64_t per_pass = n * plane, passes = (3 * 256 + per_pass - 1) / per_pass;
+    std::vector<std::vector<std::int16_t>> work(s.outputs.size(), std::vector<std::int16_t>(static_cast<std::size_t>(c * 256), -1));
+    auto code_at = [](std::int64_t i) { return static_cast<std::uint8_t>((i + 5 * (i / 256)) & 255); };
+    for (std::int64_t pass = 0; pass < passes; ++pass) {
+        tensor q = pool.take(x.shape(), x.type());
+        auto* qp = static_cast<std::uint8_t*>(q.raw());
+        for (std::int64_t b = 0; b < n; ++b)
+            for (std::int64_t ch = 0; ch < c; ++ch)
+                for (std::int64_t j = 0; j < plane; ++j) qp[(b * c + ch) * plane + j] = code_at(pass * per_pass + b * plane + j);
+        // Exactly the float path of execute(): dequantize, run the island, quantize each output.
+        std::map<std::string, tensor> in;
+        in.emplace(s.inputs[0], dequantize_tensor(q, xg, pool));
+        auto out = s.island->run(in, s.outputs);
+        for (std::size_t k = 0; k < s.outputs.size(); ++k) {
+            tensor& f = out.at(s.outputs[k]);
+            if (f.shape() != x.shape()) return;  // not elementwise after all (a parameter broadcast the shape)
+            tensor qo;
+            quantize_tensor(f, grids.at(s.outputs[k]), tflite(), qo, pool);
+            const auto* op = static_cast<const std::uint8_t*>(qo.raw());
+            auto& w = work[k];
+            for (std::int64_t b = 0; b < n; ++b)
+                for (std::int64_t ch = 0; ch < c; ++ch)
+                    for (std::int64_t j = 0; j < plane; ++j) {
+                        const std::int64_t e = (b * c + ch) * plane + j;
+                        std::int16_t& slot = w[static_cast<std::size_t>(ch * 256 + qp[e])];
+                        if (slot >= 0 && slot != op[e]) return;
+                        slot = op[e];
+                    }
+            pool.give(std::move(qo));
+            pool.give(std::move(f));
+        }
+        pool.give(std::move(in.begin()->second));
+        pool.give(std::move(q));
+    }
+    // One table for all channels when they agree (no per-channel operation inside): any channel count then fits.
+    bool same = true;
+    for (const auto& w : work)
+        for (std::int64_t ch = 1; ch < c && same; ++ch)
+            same = std::equal(w.begin(), w.begin() + 256, w.begin() + ch * 256);
+    L.per_channel = !same;
+    for (const auto& w : work) {
+        std::vector<std::uint8_t> t(same ? 256 : w.size());
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            if (w[i] < 0) return;  // a code was not reached (cannot happen: every round covers all codes)
+            t[i] = static_cast<std::uint8_t>(w[i]);
+        }
+        L.tables.push_back(std::move(t));
+    }
+    L.channels = c;
+    L.failed = false;
+}
+
+std::vector<tensor> integer_executor::impl::run_lut(const step& s, const tensor& x) {
+    const island_lut& L = s.lut;
+    const auto* src = static_cast<const std::uint8_t*>(x.raw());
+    std::vector<tensor> ys;
+    std::vector<std::uint8_t*> dst;
+    for (const auto& out : s.outputs) {
+        ys.push_back(pool.take(x.shape(), grids.at(out).storage()));
+        dst.push_back(static_cast<std::uint8_t*>(ys.back().raw()));
+    }
+    const bool vec = opt.vectorized;
+    if (!L.per_channel) {
+        detail::parallel_range(x.numel(), 1 << 15, [&](std::int64_t b, std::int64_t e) {
+            for (std::size_t k = 0; k < dst.size(); ++k) lut_span(src + b, dst[k] + b, e - b, L.tables[k].data(), vec);
+        });
+        return ys;
+    }
+    // Per channel: x is [N, C, ...] with C == L.channels (checked by the caller); one table per plane.
+    const std::int64_t c = L.channels, planes = x.dim(0) * c, plane = x.numel() / planes;
+    detail::parallel_range(planes, std::max<std::int64_t>(1, (1 << 15) / std::max<std::int64_t>(1, plane)),
+                           [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t p = b; p < e; ++p)
+            for (std::size_t k = 0; k < dst.size(); ++k)
+                lut_span(src + p * plane, dst[k] + p * plane, plane, L.tables[k].data() + (p % c) * 256, vec);
+    });
+    return ys;
+}
+
 std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std::string, tensor>& feeds,
                                                               const std::vector<std::string>& fetch, bool raw) {
     const kernel_threads_scope threads(opt.num_threads);
@@ -682,6 +872,18 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
     for (auto& s : steps) {
         switch (s.kind) {
             case step_kind::float_op: {
+                if (s.lut.eligible && !s.lut.failed) {
+                    const tensor& x = get_q(s.inputs[0]);
+                    const std::int64_t c = x.rank() >= 2 ? x.dim(1) : 1;
+                    const bool rank_ok = s.lut.rank < 0 || s.lut.rank == x.rank();
+                    if (rank_ok && x.numel() > 0 && (s.lut.channels == 0 || (s.lut.per_channel && s.lut.channels != c)))
+                        fill_lut(s, x);
+                    if (rank_ok && x.numel() > 0 && !s.lut.failed) {
+                        auto ys = run_lut(s, x);
+                        for (std::size_t k = 0; k < ys.size(); ++k) qv[s.outputs[k]] = std::move(ys[k]);
+                        break;
+                    }
+                }
                 std::map<std::string, tensor> in;
                 for (const auto& v : s.inputs) in.emplace(v, get_f(v));
                 auto out = s.island->run(in, s.outputs);

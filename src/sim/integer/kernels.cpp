@@ -147,12 +147,21 @@ void qconv_depthwise(const qconv_layer& L, std::int64_t n, std::int64_t h, std::
     const std::int64_t oh = g.conv_out(0, h), ow = g.conv_out(1, w);
     const std::int64_t kh = g.kernel[0], kw = g.kernel[1];
     const std::int64_t ph = h + g.pad_begin[0] + g.pad_end[0], pw = w + g.pad_begin[1] + g.pad_end[1];
+    const std::int64_t sy = g.stride[0], sx = g.stride[1], dy = g.dilation[0], dx = g.dilation[1];
+#if QUANTSIM_INT_VNNI
+    const bool fast = vectorized && (sx == 1 || sx == 2);
+#else
+    const bool fast = false;
+#endif
+    const std::int64_t ow_pad = (ow + 31) / 32 * 32;
+    // The vector rows read up to 2 * ow_pad + 64 int16 past a row start: zero slack after the plane.
+    const std::int64_t slack = fast ? 2 * ow_pad + 64 : 0;
     parallel_for(n * M, [&](std::int64_t task) {
         const std::int64_t b = task / M, m = task % M, c = m / mult;
         thread_local std::vector<std::int16_t> plane;
         thread_local std::vector<std::int32_t> acc;
-        plane.assign(static_cast<std::size_t>(ph * pw), 0);
-        acc.resize(static_cast<std::size_t>(ow));
+        plane.assign(static_cast<std::size_t>(ph * pw + slack), 0);
+        acc.resize(static_cast<std::size_t>(ow_pad));
         const std::int64_t base = (b * C + c) * h * w;
         for (std::int64_t iy = 0; iy < h; ++iy) {
             std::int16_t* dst = plane.data() + (iy + g.pad_begin[0]) * pw + g.pad_begin[1];
@@ -165,7 +174,58 @@ void qconv_depthwise(const qconv_layer& L, std::int64_t n, std::int64_t h, std::
             }
         }
         const std::int16_t* wt = L.weight16.data() + m * kh * kw;
-        const std::int64_t sy = g.stride[0], sx = g.stride[1], dy = g.dilation[0], dx = g.dilation[1];
+#if QUANTSIM_INT_VNNI
+        if (fast) {
+            // 32 outputs of a row per step, all taps accumulated in registers. madd_epi16 against (w, 0) pairs
+            // multiplies the even int16 lanes only (exact 32-bit products): with stride 2 those are the inputs of
+            // consecutive outputs; with stride 1 a second madd against (0, w) gives the odd outputs, and the two
+            // are interleaved before the store.
+            thread_local std::vector<std::int32_t> wlo, whi;
+            wlo.resize(static_cast<std::size_t>(kh * kw));
+            whi.resize(static_cast<std::size_t>(kh * kw));
+            for (std::int64_t t = 0; t < kh * kw; ++t) {
+                const auto u = static_cast<std::uint32_t>(static_cast<std::uint16_t>(wt[t]));
+                wlo[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(u);
+                whi[static_cast<std::size_t>(t)] = static_cast<std::int32_t>(u << 16);
+            }
+            const __m512i even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            const __m512i odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            for (std::int64_t oy = 0; oy < oh; ++oy) {
+                for (std::int64_t ox0 = 0; ox0 < ow; ox0 += 32) {
+                    __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+                    for (std::int64_t ky = 0; ky < kh; ++ky) {
+                        const std::int16_t* row = plane.data() + (oy * sy + ky * dy) * pw;
+                        for (std::int64_t kx = 0; kx < kw; ++kx) {
+                            const std::size_t t = static_cast<std::size_t>(ky * kw + kx);
+                            const std::int16_t* src = row + kx * dx + sx * ox0;
+                            const __m512i lo = _mm512_set1_epi32(wlo[t]);
+                            if (sx == 1) {
+                                const __m512i v = _mm512_loadu_si512(src);
+                                a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(v, lo));
+                                a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(v, _mm512_set1_epi32(whi[t])));
+                            } else {
+                                a0 = _mm512_add_epi32(a0, _mm512_madd_epi16(_mm512_loadu_si512(src), lo));
+                                a1 = _mm512_add_epi32(a1, _mm512_madd_epi16(_mm512_loadu_si512(src + 32), lo));
+                            }
+                        }
+                    }
+                    if (sx == 1) {
+                        const __m512i r0 = _mm512_permutex2var_epi32(a0, even, a1);
+                        a1 = _mm512_permutex2var_epi32(a0, odd, a1);
+                        a0 = r0;
+                    }
+                    _mm512_storeu_si512(acc.data() + ox0, a0);
+                    _mm512_storeu_si512(acc.data() + ox0 + 16, a1);
+                }
+                const std::int64_t off = ((b * M + m) * oh + oy) * ow;
+                void* out = y_signed ? static_cast<void*>(static_cast<std::int8_t*>(y) + off)
+                                     : static_cast<void*>(static_cast<std::uint8_t*>(y) + off);
+                requant_row(acc.data(), L.bias[static_cast<std::size_t>(m)], ow, m, L.requant, out, y_signed,
+                            vectorized);
+            }
+            return;
+        }
+#endif
         for (std::int64_t oy = 0; oy < oh; ++oy) {
             std::fill(acc.begin(), acc.end(), 0);
             for (std::int64_t ky = 0; ky < kh; ++ky) {
