@@ -10,15 +10,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/core/tensor.hpp>
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/executor.hpp>
 #include <quantsim/sim/config.hpp>
 #include <quantsim/sim/encodings.hpp>
 
@@ -61,7 +65,83 @@ inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
     return {reinterpret_cast<const char*>(data), size};
 }
 
-/// ONNX importer: parse, canonicalize, validate, infer shapes; an accepted model must export and re-import.
+/// Deterministic values of any dtype the executor takes: mostly small (floats in [-1, 1], integers in [-3, 3]),
+/// with the type's extremes at some positions (integer min and max, float 1e30, -inf and NaN) because those are
+/// what overflow or trap in kernels; bools 0/1. False for a dtype it has no filler for.
+inline bool fill_input(tensor& t) {
+    const std::int64_t n = t.numel();
+    auto ints = [n](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        for (std::int64_t i = 0; i < n; ++i)
+            p[i] = i % 11 == 5 ? std::numeric_limits<T>::min()
+                               : i % 11 == 9 ? std::numeric_limits<T>::max() : static_cast<T>(i % 7 - 3);
+    };
+    auto floats = [n](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        for (std::int64_t i = 0; i < n; ++i)
+            p[i] = i % 13 == 7 ? T(1e30) : i % 17 == 8 ? -std::numeric_limits<T>::infinity()
+                 : i % 19 == 9 ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>((i * 37) % 201 - 100) / T(100);
+    };
+    switch (t.type()) {
+        case dtype::float32: floats(t.f32()); return true;
+        case dtype::float64: floats(t.data<double>()); return true;
+        case dtype::int64: ints(t.data<std::int64_t>()); return true;
+        case dtype::int32: ints(t.data<std::int32_t>()); return true;
+        case dtype::int8: ints(t.data<std::int8_t>()); return true;
+        case dtype::uint8:
+            for (std::int64_t i = 0; i < n; ++i) t.data<std::uint8_t>()[i] = static_cast<std::uint8_t>(i % 7);
+            return true;
+        case dtype::boolean:
+            for (std::int64_t i = 0; i < n; ++i) t.data<bool>()[i] = i % 2 != 0;
+            return true;
+        default: return false;
+    }
+}
+
+/// Elements of a shape with unknown (symbolic) dimensions taken as 1; -1 when above `limit`.
+inline std::int64_t small_numel(const shape_t& s, std::int64_t limit) {
+    std::int64_t n = 1;
+    for (std::int64_t d : s) {
+        const std::int64_t k = d < 0 ? 1 : d;
+        if (k > limit || (k > 0 && n > limit / k)) return -1;
+        n *= k;
+    }
+    return n;
+}
+
+/// An accepted model whose inputs and inferred values are small also runs once (one thread, symbolic dimensions
+/// as 1) on deterministic inputs: loading checks what the file says, running checks that those checks protect the
+/// kernels (an integer INT_MIN / -1 from constants loaded fine and killed the process with SIGFPE when run).
+/// Limits: 2^16 input elements, 2^20 elements per inferred value, so that one run stays far below libFuzzer's
+/// -timeout and -rss_limit_mb (a slow or huge run is then a finding, not a false alarm).
+inline void run_small_model(const graph& g) {
+    constexpr std::int64_t max_input_elements = std::int64_t{1} << 16, max_value_elements = std::int64_t{1} << 20;
+    for (const auto& [name, vi] : g.value_infos)
+        if (!vi.shape_known || small_numel(vi.shape, max_value_elements) < 0) return;
+    std::vector<tensor> inputs;
+    std::int64_t total = 0;
+    for (const value_info& v : g.inputs) {
+        if (!v.shape_known) return;
+        const std::int64_t n = small_numel(v.shape, max_input_elements);
+        if (n < 0 || (total += n) > max_input_elements) return;
+        shape_t s = v.shape;
+        for (auto& d : s) d = d < 0 ? 1 : d;
+        tensor t = tensor::empty(s, v.type);
+        if (!fill_input(t)) return;
+        inputs.push_back(std::move(t));
+    }
+    try {
+        executor_options o;
+        o.num_threads = 1;
+        executor ex(g, o);
+        (void)ex.run(inputs);
+    } catch (const error& e) {
+        check_quantsim_error(e, "onnx run");
+    }
+}
+
+/// ONNX importer: parse, canonicalize, validate, infer shapes; an accepted model must export and re-import, and a
+/// small one must run (run_small_model).
 inline void onnx_target(const std::uint8_t* data, std::size_t size) {
     const tensor_limit limit;
     graph g;
@@ -84,6 +164,7 @@ inline void onnx_target(const std::uint8_t* data, std::size_t size) {
     } catch (const error& e) {
         throw finding(std::string("onnx: an accepted model does not re-import after export: ") + e.what());
     }
+    run_small_model(g);
 }
 
 /// quantsim config JSON: an accepted config must print and parse again.

@@ -189,6 +189,60 @@ claim_model("huge_initializer_no_data", claim(TensorProto.FLOAT, [1 << 20, 1 << 
 claim_model("overflowing_dims", claim(TensorProto.FLOAT, [1 << 62, 1 << 62], floats=[0.0]))
 
 
+
+# Models that load but carry hostile constants into the kernels (fuzz_onnx runs small accepted models; session 4
+# found these by hand, tests/io/untrusted_inputs_test.cpp has the library-level checks).
+def const_model(name, nodes, inits, x_shape=(2, 3), x_type=TensorProto.FLOAT, y_type=TensorProto.FLOAT):
+    g = helper.make_graph(nodes, name, [vi("x", list(x_shape), x_type)], [vi("y", None, y_type)],
+                          [numpy_helper.from_array(v, k) for k, v in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    write_reg("onnx", name + ".onnx", m.SerializeToString())
+
+
+def i32(*v):
+    return np.array(v, np.int32)
+
+
+def i64(*v):
+    return np.array(v, np.int64)
+
+
+def f32(*v):
+    return np.array(v, np.float32)
+
+
+# INT_MIN / -1 raised SIGFPE (from constants, and from data: x cast to int32 plus INT_MIN, divided by -1).
+const_model("int_min_div_minus_one", [helper.make_node("Div", ["a", "b"], ["q"], name="div"),
+                                      helper.make_node("Cast", ["q"], ["qf"], to=1, name="cast"),
+                                      helper.make_node("Add", ["x", "qf"], ["y"], name="add")],
+            [("a", i32(-2**31)), ("b", i32(-1))])
+const_model("int_min_div_minus_one_from_data", [helper.make_node("Cast", ["x"], ["xi"], to=6, name="cast_in"),
+                                                helper.make_node("Add", ["xi", "a"], ["s"], name="add"),
+                                                helper.make_node("Div", ["s", "b"], ["q"], name="div"),
+                                                helper.make_node("Mod", ["s", "b"], ["r"], name="mod"),
+                                                helper.make_node("Add", ["q", "r"], ["t"], name="sum"),
+                                                helper.make_node("Cast", ["t"], ["y"], to=1, name="cast_out")],
+            [("a", i32(-2**31)), ("b", i32(-1))])
+# Integer Pow looped once per unit of the exponent.
+const_model("int_pow_huge_exponent", [helper.make_node("Cast", ["x"], ["xi"], to=7, name="cast_in"),
+                                      helper.make_node("Pow", ["xi", "e"], ["p"], name="pow"),
+                                      helper.make_node("Cast", ["p"], ["y"], to=1, name="cast_out")],
+            [("e", i64(4 * 10**18))])
+# Range: limit - start overflowed int64 (UB); ceil(1e30) and ceil(NaN) were converted to int64 unchecked (UB).
+const_model("range_int64_extremes", [helper.make_node("Range", ["a", "b", "c"], ["r"], name="range"),
+                                     helper.make_node("Cast", ["r"], ["rf"], to=1, name="cast"),
+                                     helper.make_node("Add", ["x", "rf"], ["y"], name="add")],
+            [("a", i64(-2**63)), ("b", i64(2**63 - 1)), ("c", i64(2**62))], x_shape=(4,))
+for n, limit in (("range_float_huge", 1e30), ("range_float_nan", float("nan"))):
+    const_model(n, [helper.make_node("Range", ["a", "b", "c"], ["r"], name="range"),
+                    helper.make_node("Add", ["x", "r"], ["y"], name="add")],
+                [("a", f32(0)), ("b", f32(limit)), ("c", f32(1))], x_shape=(1,))
+# Pad of 2^40 from the file: loaded (inspect printed an overflowing shape) and failed at run time without a node name.
+const_model("pad_inferred_overflow", [helper.make_node("Pad", ["x", "p"], ["y"], name="pad")],
+            [("p", i64(0, 0, 1 << 40, 1 << 40))])
+
+
 def npy_with(header_dict, data):
     h = header_dict
     h += " " * (64 - (10 + len(h) + 1) % 64) + "\n"
@@ -201,5 +255,11 @@ write_reg("npy", "header_len_past_end.npy", b"\x93NUMPY\x01\x00\xff\xff{'descr'"
 write_reg("encodings", "nan_scale.json", '{"version": "0.6.1", "activation_encodings": {"y": [{"bitwidth": 8, "scale": NaN, "offset": 0}]}}')
 write_reg("encodings", "inf_scale.json", '{"version": "2.0.0", "encodings": [{"name": "y", "output_dtype": "uint8", "y_scale": 1e999}]}')
 write_reg("encodings", "deep_nesting.json", "[" * 100000 + "]" * 100000)
+# A zero point of 2^32 + 3 was narrowed to 3 before the range check; min/max one ulp apart made an offset beyond int64.
+write_reg("encodings", "zero_point_beyond_int32.json",
+          '{"version": "2.0.0", "encodings": [{"name": "y", "output_dtype": "uint8", "y_scale": 0.1, "y_zero_point": 4294967299}]}')
+write_reg("encodings", "min_max_one_ulp_apart.json",
+          '{"version": "0.6.1", "activation_encodings": {"y": [{"bitwidth": 16, "min": 1.0, "max": 1.0000000000000002}]}, '
+          '"param_encodings": {}}')
 write_reg("config", "deep_nesting.json", '{"defaults": ' + "[" * 100000 + "]" * 100000 + "}")
 print("seeds written to", corpus, "and", reg)
