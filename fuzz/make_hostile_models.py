@@ -106,4 +106,19 @@ model("range_int_overflow", [h.make_node("Range", ["a", "b", "c"], ["r"]), h.mak
 model("range_int_ok", [h.make_node("Range", ["a", "b", "c"], ["r"]), h.make_node("Cast", ["r"], ["rf"], to=1), h.make_node("Add", ["x", "rf"], ["y"])], [("a", i64(5)), ("b", i64(-1)), ("c", i64(-2))])
 model("range_f_ok", [h.make_node("Range", ["a", "b", "c"], ["r"]), h.make_node("Add", ["x", "r"], ["y"])], [("a", f32(0.5)), ("b", f32(2)), ("c", f32(0.5))])
 
+# QuantizeLinear / DequantizeLinear with scales and zero points from the file.
+def qdq(name, scale, zp, zp_type=np.uint8, block=None, axis=None):
+    kw = {}
+    if axis is not None: kw["axis"] = axis
+    model(name, [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], **kw), h.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], **kw)], [("s", np.array(scale, np.float32)), ("z", np.array(zp, zp_type))])
+qdq("qdq_scale0", 0.0, 0)
+qdq("qdq_scale_nan", np.nan, 0)
+qdq("qdq_scale_neg", -1.0, 0)
+qdq("qdq_scale_inf", np.inf, 0)
+qdq("qdq_scale_tiny", 1e-45, 128)
+qdq("qdq_axis_oob", [0.1, 0.1, 0.1], [0, 0, 0], axis=5)
+qdq("qdq_zp_int32", 0.1, 2**31 - 1, np.int32)
+qdq("qdq_zp_count", [0.1, 0.1, 0.1], [0, 0], axis=1)
+model("dq_int32_big", [h.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]), h.make_node("Add", ["x", "d"], ["y"])], [("q", np.array([2**31-1, -2**31, 5], np.int32)), ("s", np.array(1e30, np.float32)), ("z", np.array(-2**31, np.int32))])
+
 print("hostile models written to", out_dir)

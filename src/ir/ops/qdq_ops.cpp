@@ -78,6 +78,9 @@ quant_params params_of(const tensor& scale, const tensor* zp, dtype int_type, st
                            a, " of size ", shape[static_cast<std::size_t>(a)]);
         p.gran = granularity::per_channel(a);
     }
+    // Scales come from the model: a zero, negative, infinite or NaN scale is the file's error, named with its node
+    // here rather than by the quantize kernel (whose message names no node).
+    p.validate(desc.c_str());
     return p;
 }
 
