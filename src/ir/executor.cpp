@@ -400,6 +400,31 @@ struct executor::impl {
         return !p.empty() && p == q;
     }
 
+    /// True when every input of `n` other than value `id` broadcasts onto id's shape without growing it: in each
+    /// (right-aligned) dim it is a known 1 or provably the same as id's (known or the same named dim). Then the
+    /// node's output has id's shape whatever the unknown dims turn out to be.
+    bool broadcasts_onto(const node& n, int id) const {
+        const value_info* a = info_of(id);
+        if (!a) return false;
+        for (const auto& in : n.inputs) {
+            if (in.empty()) continue;
+            const int other = id_of(in);
+            if (other == id) continue;
+            const tensor* c = constant[static_cast<std::size_t>(other)];
+            const value_info* b = c ? nullptr : info_of(other);
+            if (!c && !b) return false;
+            const std::size_t rb = c ? static_cast<std::size_t>(c->rank()) : b->shape.size();
+            if (rb > a->shape.size()) return false;
+            const std::size_t off = a->shape.size() - rb;
+            for (std::size_t k = 0; k < rb; ++k) {
+                const std::int64_t d = c ? c->shape()[k] : b->shape[k];
+                if (d == 1) continue;
+                if (c ? a->shape[off + k] != d : !same_dim(*a, off + k, *b, k)) return false;
+            }
+        }
+        return true;
+    }
+
     /// Index (0 or 1) of the [N, C, 1, 1] operand of a squeeze-excitation Mul (checked by scale_prologue).
     int scale_operand_index(const node& mul) const {
         const value_info* b = info_of(id_of(mul.inputs[1]));
@@ -968,7 +993,7 @@ struct executor::impl {
                 } else if (is_absorbable_op(n) && n.op_type != "BatchNormalization") {
                     // Standalone: the root's first runtime input of the output's full shape anchors the group.
                     const int out_id = id_of(n.outputs[0]);
-                    const value_info* oi = info_of(out_id);
+                    const value_info* oi = info_of(out_id);  // the group's output shape (see below)
                     int anchor = -1;
                     if (oi && oi->type == dtype::float32)
                         for (const auto& in : n.inputs) {
@@ -980,6 +1005,14 @@ struct executor::impl {
                             for (std::size_t k = 0; k < vi->shape.size() && full; ++k) full = same_dim(*vi, k, *oi, k);
                             if (full) {
                                 anchor = id;
+                                break;
+                            }
+                            // Unknown dims (dynamic H, W): the output still has exactly this input's shape when
+                            // every other operand is 1 or provably equal in each dim (a squeeze-excitation scale
+                            // x[N, C, H, W] * s[N, C, 1, 1]). The group then plans against the input's info.
+                            if (vi->shape.size() == oi->shape.size() && broadcasts_onto(n, id)) {
+                                anchor = id;
+                                oi = vi;
                                 break;
                             }
                         }

@@ -138,6 +138,12 @@ private:
         /// grid + 1 entries, row p uses table p % row_period (p itself when row_period is 0).
         std::vector<float> row_tables;
         std::int64_t row_period = 0, row_count = 0;
+        /// When the program ends with a fake_quant into the output, every table entry but NaN's is
+        /// (code_lo + j) * code_scale for a grid code j: codes of tables with at most 256 such entries, as bytes
+        /// (`table`: 256 bytes; row_tables: 256 per row), looked up with byte permutes (AVX-512 VBMI); empty
+        /// when some entry is not of that form.
+        std::vector<std::uint8_t> codes, row_codes;
+        float code_scale = 1.0f, code_lo = 0.0f;
         std::vector<pw_instr> code;    ///< what the table was built for
         std::vector<pw_quant> quants;
     };
