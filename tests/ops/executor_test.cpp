@@ -395,6 +395,50 @@ TEST(executor, value_quantizers_fuse_and_match_hooks_up_to_rare_flips) {
     }
 }
 
+TEST(executor, scale_mul_with_unknown_spatial_dims_fuses_with_its_fake_quant) {
+    // x[N, C, H, W] * s[N, C, 1, 1] with H, W unknown to the graph (dynamic-size models): the output provably has
+    // x's shape, so the Mul and its quantizer are one pass; an Add of two such values cannot be proven (either could
+    // broadcast at run time) and stays a plain step. Both equal the hook reference exactly at several sizes.
+    const unsigned seed = kSeed + 130;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    graph g;
+    g.inputs.push_back(vinfo("x", {-1, 8, -1, -1}, dtype::float32, {"N", "", "", ""}));
+    g.inputs.push_back(vinfo("s", {-1, 8, 1, 1}, dtype::float32, {"N", "", "", ""}));
+    g.inputs.push_back(vinfo("z", {-1, 8, -1, -1}, dtype::float32, {"N", "", "", ""}));
+    g.nodes.push_back(make_node("Mul", {"x", "s"}, {"m"}));
+    g.nodes.push_back(make_node("Add", {"m", "z"}, {"y"}));
+    g.value_infos["m"] = vinfo("m", {-1, 8, -1, -1}, dtype::float32, {"N", "", "", ""});
+    g.outputs.push_back(vinfo("y", {-1, 8, -1, -1}, dtype::float32, {"N", "", "", ""}));
+    value_quantizer_map qm;
+    for (const char* v : {"m", "y"}) {
+        quant_spec spec;
+        value_quantizer q;
+        q.params = quant_params::per_tensor(encoding_from_range(-1.5, 2.0, spec));
+        qm.emplace(v, q);
+    }
+    executor ref(g);
+    add_reference_hook(ref, qm);
+    executor_options o;
+    o.quantizers = qm;
+    executor fused(g, o);
+    const std::string plan = fused.plan_summary();
+    EXPECT_NE(plan.find("Mul [Mul_m] program{mul,fake_quant}"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("Add [Add_y] program"), std::string::npos) << plan;
+    for (const shape_t& xs : {shape_t{2, 8, 3, 5}, shape_t{1, 8, 4, 4}, shape_t{3, 8, 1, 17}}) {
+        const tensor x = random_tensor(xs, rng, -2.0f, 2.0f), z = random_tensor(xs, rng, -1.0f, 1.0f);
+        const tensor sc = random_tensor({xs[0], 8, 1, 1}, rng, 0.0f, 1.0f);
+        const std::map<std::string, tensor> feeds{{"x", x}, {"s", sc}, {"z", z}};
+        const auto got = fused.run(feeds, {"m", "y"});
+        const auto want = ref.run(feeds, {"m", "y"});
+        for (const char* v : {"m", "y"}) {
+            ASSERT_EQ(got.at(v).shape(), want.at(v).shape()) << v;
+            EXPECT_EQ(std::memcmp(got.at(v).f32(), want.at(v).f32(), static_cast<std::size_t>(got.at(v).numel()) * 4), 0)
+                << v << " " << first_difference(got.at(v), want.at(v));
+        }
+    }
+}
+
 TEST(executor, value_quantizers_run_before_hooks_and_follow_updates) {
     const unsigned seed = kSeed + 120;
     SCOPED_TRACE("seed " + std::to_string(seed));

@@ -608,6 +608,75 @@ TEST(pointwise, compiled_table_suffix_matches_reference_bitwise) {
     }
 }
 
+TEST(pointwise, table_lookups_match_reference_for_every_grid_size) {
+    // The lookup kinds compile() and run_span choose by grid size and program shape: byte codes of the output grid
+    // (the program ends in a fake_quant whose grid has at most 256 values), float tables in registers (up to 256
+    // entries), gathers (larger grids); per-row tables (a per-channel constant after the first fake_quant) and one
+    // whole-program table. Every one must equal the instruction-by-instruction reference bit for bit.
+    const rounding_mode modes[] = {rounding_mode::nearest_even, rounding_mode::nearest_away, rounding_mode::floor,
+                                   rounding_mode::ceil};
+    constexpr std::int64_t P = 5;
+    int trial = 0;
+    for (int in_bits : {2, 4, 5, 6, 7, 8, 9}) {
+        for (int form = 0; form < 4; ++form, ++trial) {
+            const unsigned seed = kSeed + 6200 + static_cast<unsigned>(trial);
+            SCOPED_TRACE("seed " + std::to_string(seed) + ", input grid bits " + std::to_string(in_bits) +
+                         ", form " + std::to_string(form));
+            std::mt19937 rng(seed);
+            auto grid = [&](int bits) {
+                pw_quant fq;
+                fq.scale = std::uniform_real_distribution<float>(0.01f, 0.2f)(rng);
+                fq.inv = 1.0f / fq.scale;
+                const float zp = static_cast<float>(std::uniform_int_distribution<int>(0, (1 << bits) - 1)(rng));
+                fq.lo = -zp;
+                fq.hi = static_cast<float>((1 << bits) - 1) - zp;
+                fq.rounding = modes[rng() % std::size(modes)];
+                fq.arithmetic = rng() % 3 == 0 ? scale_arithmetic::multiply_reciprocal : scale_arithmetic::divide;
+                return fq;
+            };
+            pw_program prog;
+            prog.num_registers = 1;
+            // form 0: fq -> per-channel affine -> fq (8-bit): row tables as byte codes
+            // form 1: fq -> per-channel affine -> relu into the output: float row tables
+            // form 2: fq -> +0.25 -> hard_swish -> fq (8-bit): one table, byte codes
+            // form 3: fq -> *1.7 -> fq (16-bit): one table whose entries are not byte codes
+            prog.quants = {grid(in_bits), grid(form == 3 ? 16 : 8)};
+            const int k = prog.add_constant(random_floats(P, rng, 0.5f, 2.0f));
+            const int b = prog.add_constant(random_floats(P, rng, -1.0f, 1.0f));
+            prog.code.push_back({pw_op::fake_quant, 0, pw_operand::output(), {pw_operand::kind::none, 0, 0.0f, 0}, 0.0f, 0.0f});
+            if (form < 2) {
+                prog.code.push_back({pw_op::mul, 0, pw_operand::reg(0), {pw_operand::kind::const_row, k, 0.0f, 0}, 0.0f, 0.0f});
+                prog.code.push_back({pw_op::add, 0, pw_operand::reg(0), {pw_operand::kind::const_row, b, 0.0f, 0}, 0.0f, 0.0f});
+            } else if (form == 2) {
+                prog.code.push_back({pw_op::add, 0, pw_operand::reg(0), pw_operand::scalar(0.25f), 0.0f, 0.0f});
+                prog.code.push_back({pw_op::hard_swish, 0, pw_operand::reg(0), {}, 1.0f / 6.0f, 0.5f});
+            } else {
+                prog.code.push_back({pw_op::mul, 0, pw_operand::reg(0), pw_operand::scalar(1.7f), 0.0f, 0.0f});
+            }
+            if (form == 1)
+                prog.code.push_back({pw_op::relu, -1, pw_operand::reg(0), {}, 0.0f, 0.0f});
+            else
+                prog.code.push_back({pw_op::fake_quant, -1, pw_operand::reg(0), {pw_operand::kind::none, 1, 0.0f, 0}, 0.0f, 0.0f});
+            const pw_program plain = prog;
+            prog.compile();
+            if (kHasTables && in_bits <= 8) {
+                EXPECT_EQ(form < 2 ? prog.row_table_at() : prog.table_at(), 0u) << prog.describe();
+            }
+            for (std::int64_t Q : {7, 36, 150}) {
+                std::vector<float> x = random_floats(static_cast<std::size_t>(P * Q), rng, -6.0f, 6.0f);
+                x[3] = std::numeric_limits<float>::quiet_NaN();
+                x[5] = std::numeric_limits<float>::infinity();
+                x[6] = -std::numeric_limits<float>::infinity();
+                x[P * Q - 1] = -0.0f;
+                std::vector<float> got = x, want = x;
+                prog.run_span(got.data(), nullptr, 0, P * Q, Q);
+                for (std::int64_t p = 0; p < P; ++p) plain.run_row_reference(want.data() + p * Q, nullptr, p, 0, Q, Q);
+                ASSERT_TRUE(same_bits(got.data(), want.data(), P * Q)) << "Q " << Q;
+            }
+        }
+    }
+}
+
 TEST(pointwise, compiled_table_only_where_it_is_exact) {
     std::mt19937 rng(kSeed + 6100);
     pw_quant fq;
