@@ -1,6 +1,7 @@
 // Integer mode speed on the PaddleOCR classifier (issue 8's target: within 2x of quantsim's FP32 forward), side by
 // side in one run: FP32 forward, fake-quant simulated forward, integer mode (ONNX Runtime and TFLite profiles, and
-// the scalar reference kernels), batch 32, W8A8 per-tensor.
+// the scalar reference kernels, and the float islands without lookup tables), batch 32, W8A8 per-tensor and
+// per-channel.
 // Needs the model (make peers) and uses .data/cls/calib/X.npy when present (random inputs otherwise).
 //   build/bin/bench_integer [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
@@ -41,9 +42,10 @@ bool have_model(benchmark::State& state) {
     return false;
 }
 
-qs::quant_sim calibrated(int threads) {
+qs::quant_sim calibrated(int threads, bool per_channel = false) {
     qs::quantsim_options o;
     o.num_threads = threads;
+    if (per_channel) o.config = qs::quantsim_config::builtin("per_channel");
     qs::quant_sim sim(qs::load_onnx(model_path), o);
     const qs::tensor c = images(64);
     sim.compute_encodings(std::vector<qs::tensor>{c.slice(0, 32), c.slice(32, 64)});
@@ -69,14 +71,17 @@ void BM_classifier_fake_quant_forward(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 32);
 }
 
-// range(1): 0 = onnxruntime profile, 1 = tflite profile, 2 = onnxruntime with the scalar reference kernels.
+// range(1): 0 = onnxruntime profile, 1 = tflite profile, 2 = onnxruntime with the scalar reference kernels,
+// 3 = onnxruntime with every float island run as floats (no lookup tables).
+// range(2): 0 = W8A8 per-tensor (default config), 1 = per-channel weights (per_channel config).
 void BM_classifier_integer_forward(benchmark::State& state) {
     if (!have_model(state)) return;
-    auto sim = calibrated(static_cast<int>(state.range(0)));
+    auto sim = calibrated(static_cast<int>(state.range(0)), state.range(2) == 1);
     qs::integer_options io;
     io.num_threads = static_cast<int>(state.range(0));
     io.profile = state.range(1) == 1 ? qs::integer_profile::tflite : qs::integer_profile::onnxruntime;
     io.vectorized = state.range(1) != 2;
+    io.island_tables = state.range(1) != 3;
     qs::integer_executor ex(sim, io);
     const qs::tensor x = images(32);
     ex.run(x);
@@ -89,9 +94,12 @@ void BM_classifier_integer_forward(benchmark::State& state) {
 BENCHMARK(BM_classifier_fp32_forward)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_classifier_fake_quant_forward)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_classifier_integer_forward)
-    ->Args({1, 0})
-    ->Args({1, 1})
-    ->Args({1, 2})
+    ->Args({1, 0, 0})
+    ->Args({1, 0, 1})
+    ->Args({1, 1, 0})
+    ->Args({1, 1, 1})
+    ->Args({1, 3, 0})
+    ->Args({1, 2, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -94,6 +94,8 @@ TEST(IntegerKernels, conv_vectorized_matches_reference) {
         {"depthwise 5x5 stride 2, weight zero points", 8, 8, 8, 5, 5, 2, 2, 2, 9, 101, false, false, true, false, true},
         {"depthwise int8 stride (1,2), 140-wide", 6, 6, 6, 3, 3, 1, 2, 1, 4, 140, true, true, false, false, false},
         {"depthwise channel multiplier 2", 4, 8, 4, 3, 3, 1, 1, 1, 6, 40, false, false, false, false, true},
+        {"1x1 pointwise int8, weight zero points, k = 10", 10, 9, 1, 1, 1, 1, 1, 0, 5, 23, true, true, true, false, true},
+        {"1x1 pointwise, 2 images of 300 pixels", 7, 16, 1, 1, 1, 1, 1, 0, 15, 20, false, false, false, false, false},
         {"depthwise stride 3 (scalar rows)", 5, 5, 5, 3, 3, 3, 3, 1, 7, 50, false, false, false, false, true},
     };
     for (const auto& c : cases) run_case(c);

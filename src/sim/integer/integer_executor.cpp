@@ -84,6 +84,7 @@ struct step {
     std::int64_t softmax_axis = -1;
     std::shared_ptr<executor> island;
     island_lut lut;
+    std::size_t plan_at = 0, plan_len = 0;  // float islands: their nodes' entries in the plan
 };
 
 // ---- quantize / dequantize of whole tensors -------------------------------------------------------------------
@@ -321,6 +322,7 @@ struct integer_executor::impl {
     std::vector<step> steps;
     std::vector<integer_step_info> plan;
     std::vector<std::string> input_names;
+    std::vector<std::vector<std::string>> release_after;  // per step: values no later step reads
     // Buffers of the previous run, reused for values of the same size (no page faults after the first run).
     detail::tensor_pool pool;
 
@@ -582,8 +584,11 @@ void integer_executor::impl::build(const quant_sim& sim) {
                 for (std::size_t i = plan.size() - island.size(); i < plan.size(); ++i)
                     plan[i].kernel = "table " + plan[i].kernel.substr(6);
         }
+        const std::size_t island_size = island.size();
         island.clear();
         if (s.outputs.empty()) return;  // nothing after the island reads it
+        s.plan_at = plan.size() - island_size;
+        s.plan_len = island_size;
         s.island = std::make_shared<executor>(std::move(sub), eo);
         s.label = "float island";
         steps.push_back(std::move(s));
@@ -736,6 +741,12 @@ void integer_executor::impl::build(const quant_sim& sim) {
         steps.push_back(std::move(s));
     }
     flush_island();
+    // Each value is released after the last step that reads it (unless fetched).
+    std::map<std::string, std::size_t, std::less<>> last_read;
+    for (std::size_t i = 0; i < steps.size(); ++i)
+        for (const auto& v : steps[i].inputs) last_read[v] = i;
+    release_after.assign(steps.size(), {});
+    for (const auto& [v, i] : last_read) release_after[i].push_back(v);
 }
 
 void integer_executor::impl::fill_lut(step& s, const tensor& x) {
@@ -869,15 +880,25 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
         put(name, it->second);
     }
 
-    for (auto& s : steps) {
+    std::vector<std::string> names = fetch;
+    if (names.empty())
+        for (const auto& o : model.outputs) names.push_back(o.name);
+    const std::set<std::string, std::less<>> keep(names.begin(), names.end());
+
+    for (std::size_t si = 0; si < steps.size(); ++si) {
+        step& s = steps[si];
         switch (s.kind) {
             case step_kind::float_op: {
                 if (s.lut.eligible && !s.lut.failed) {
                     const tensor& x = get_q(s.inputs[0]);
                     const std::int64_t c = x.rank() >= 2 ? x.dim(1) : 1;
                     const bool rank_ok = s.lut.rank < 0 || s.lut.rank == x.rank();
-                    if (rank_ok && x.numel() > 0 && (s.lut.channels == 0 || (s.lut.per_channel && s.lut.channels != c)))
+                    if (rank_ok && x.numel() > 0 && (s.lut.channels == 0 || (s.lut.per_channel && s.lut.channels != c))) {
                         fill_lut(s, x);
+                        if (s.lut.failed)  // the plan says how the nodes run: as floats from now on
+                            for (std::size_t i = s.plan_at; i < s.plan_at + s.plan_len; ++i)
+                                if (plan[i].kernel.rfind("table ", 0) == 0) plan[i].kernel = "float " + plan[i].kernel.substr(6);
+                    }
                     if (rank_ok && x.numel() > 0 && !s.lut.failed) {
                         auto ys = run_lut(s, x);
                         for (std::size_t k = 0; k < ys.size(); ++k) qv[s.outputs[k]] = std::move(ys[k]);
@@ -944,8 +965,11 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                     tfl ? tflite_quantize_multiplier(static_cast<double>(xg.scale) / yg.scale) : fixed_multiplier{};
                 detail::parallel_range(nc, 64, [&](std::int64_t b, std::int64_t e) {
                     for (std::int64_t i = b; i < e; ++i) {
-                        std::int32_t sum = 0;
-                        for (std::int64_t j = 0; j < hw; ++j) sum += qload(x, xg.is_signed, i * hw + j);
+                        std::int32_t sum = 0;  // typed loops: the compiler vectorizes the byte sums
+                        if (xg.is_signed)
+                            for (const std::int8_t* p = x.data<std::int8_t>() + i * hw, *pe = p + hw; p != pe; ++p) sum += *p;
+                        else
+                            for (const std::uint8_t* p = x.data<std::uint8_t>() + i * hw, *pe = p + hw; p != pe; ++p) sum += *p;
                         sum -= xg.zp * static_cast<std::int32_t>(hw);
                         const std::int32_t r =
                             tfl ? tflite_mean(sum, static_cast<std::int32_t>(hw), tm, yg.zp, yg.qmin, yg.qmax)
@@ -981,11 +1005,17 @@ std::map<std::string, tensor> integer_executor::impl::execute(const std::map<std
                 break;
             }
         }
+        // Values no later step reads go back to the pool now (warm buffers for the next layers, a smaller peak).
+        for (const auto& v : release_after[si]) {
+            if (keep.count(v)) continue;
+            for (auto* m : {&qv, &fv})
+                if (auto it = m->find(v); it != m->end()) {
+                    pool.give(std::move(it->second));
+                    m->erase(it);
+                }
+        }
     }
 
-    std::vector<std::string> names = fetch;
-    if (names.empty())
-        for (const auto& o : model.outputs) names.push_back(o.name);
     std::map<std::string, tensor> result;
     for (const auto& v : names) {
         if (raw) {

@@ -319,7 +319,36 @@ void qconv_run(const qconv_layer& L, std::int64_t n, std::int64_t h, std::int64_
         const auto* xb = static_cast<const std::uint8_t*>(x) + (b * C + gi * Cg) * h * w;
         const std::uint8_t flip = x_signed ? 0x80 : 0;
         // Pack B: [k/4][cols_padded][4]; padding holds the zero point (contributes nothing once corrected).
+#if defined(__AVX512VL__)
+        if (pointwise) {
+            // Four channel rows at a time, 16 pixels per step: each byte zero-extended into its quad position
+            // (the same bytes as the scalar loop below: x ^ flip, the zero point past the last pixel, 0 in the
+            // rows past k).
+            const __m128i fl = _mm_set1_epi8(static_cast<char>(flip));
+            const __m128i pad = _mm_set1_epi8(static_cast<char>(zx_byte ^ flip));
+            for (std::int64_t q = 0; q < L.k_padded / 4; ++q) {
+                std::uint8_t* dst = packed.data() + q * cols_padded * 4;
+                for (std::int64_t j = 0; j < cols_padded; j += 16) {
+                    const std::int64_t left = cols - j;
+                    const auto m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : left > 0 ? (1u << left) - 1 : 0);
+                    __m512i v = _mm512_setzero_si512();
+                    for (int r = 0; r < 4; ++r) {
+                        const std::int64_t kk = 4 * q + r;
+                        if (kk >= L.k) break;
+                        const __m128i bytes = _mm_xor_si128(_mm_mask_loadu_epi8(pad, m, xb + kk * h * w + p0 + j), fl);
+                        v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu8_epi32(bytes), 8 * r));
+                    }
+                    _mm512_storeu_si512(dst + j * 4, v);
+                }
+                if (any_wzp)
+                    for (std::int64_t r = 0; r < 4 && 4 * q + r < L.k; ++r)
+                        for (std::int64_t j = 0; j < cols; ++j) colsum[static_cast<std::size_t>(j)] += dst[j * 4 + r];
+            }
+        }
+        for (std::int64_t kk = pointwise ? L.k_padded : 0; kk < L.k_padded; ++kk) {
+#else
         for (std::int64_t kk = 0; kk < L.k_padded; ++kk) {
+#endif
             std::uint8_t* dst = packed.data() + (kk / 4) * cols_padded * 4 + (kk % 4);
             if (kk >= L.k) {
                 for (std::int64_t j = 0; j < cols_padded; ++j) dst[j * 4] = 0;
