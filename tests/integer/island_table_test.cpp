@@ -58,7 +58,8 @@ qs::graph hardswish_net(std::mt19937& rng, std::int64_t c) {
     auto c2 = b.node("Conv", {dv, b.param("w2", random_tensor({c, c, 1, 1}, rng, 0.3f))}, {},
                      qs::node_options("conv2").outputs({"c2"}));
     auto r = b.node("Relu", {c2}, {}, qs::node_options("relu").outputs({"r"}));
-    auto hs = b.node("HardSigmoid", {r}, {{"alpha", 0.2f}, {"beta", 0.5f}}, qs::node_options("hsig").outputs({"y"}));
+    auto res = b.node("Add", {r, dv}, {}, qs::node_options("residual").outputs({"res"}));
+    auto hs = b.node("HardSigmoid", {res}, {{"alpha", 0.2f}, {"beta", 0.5f}}, qs::node_options("hsig").outputs({"y"}));
     b.output(hs);
     return b.build();
 }
@@ -146,6 +147,8 @@ TEST(IntegerIslandTable, tables_equal_the_float_islands_per_tensor_and_per_chann
             EXPECT_EQ(kernel["clip"], "table Clip");
             EXPECT_EQ(kernel["div"], "table Div");
             EXPECT_EQ(kernel["hsig"], "table HardSigmoid");
+            EXPECT_EQ(kernel["residual"], "QLinearAdd");
+            EXPECT_EQ(kernel["mul"], "QLinearMul");
             // The scalar lookup (vectorized = false) gives the same bytes.
             auto scalar = make(sim, true, profile, false);
             const qs::tensor in = random_tensor({3, 3, 7, 9}, rng, 2.0f);
@@ -253,6 +256,12 @@ TEST(IntegerIslandTable, classifier_tables_equal_the_float_islands_on_real_image
             // Images the calibration did not see.
             const qs::tensor in = images.slice(16, 32).clone();
             expect_bitwise_equal(table.run_raw({{"x", in}}, fetch), island.run_raw({{"x", in}}, fetch));
+            if (profile == qs::integer_profile::tflite) {
+                // The TFLite profile's vectorized fixed-point requantization, Add and Mul against the scalar loops.
+                auto scalar = make(sim, true, profile, false);
+                const qs::tensor few = images.slice(16, 20).clone();  // the scalar convs are slow
+                expect_bitwise_equal(table.run_raw({{"x", few}}, fetch), scalar.run_raw({{"x", few}}, fetch));
+            }
             // Every table passed its check at the first run (a failed one is listed as "float" again).
             std::int64_t tables = 0;
             for (const auto& p : table.plan()) tables += p.kernel.rfind("table ", 0) == 0;

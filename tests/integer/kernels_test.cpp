@@ -2,11 +2,16 @@
 // reference loops (bit-exact), and the reference against a hand-computed convolution.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include <quantsim/sim/detail/integer_kernels.hpp>
+#include <quantsim/sim/detail/integer_simd.hpp>
 
 namespace qs = quantsim;
 namespace qd = quantsim::detail;
@@ -166,4 +171,59 @@ TEST(IntegerKernels, requant_row_vectorized_matches_scalar_including_ties) {
             ASSERT_EQ(a, b) << "n " << n << " signed " << sign;
         }
     }
+}
+
+TEST(IntegerKernels, tflite_multiply_vectorized_matches_scalar) {
+#if defined(__AVX512F__)
+    std::mt19937 rng(seed);
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::uniform_int_distribution<std::int32_t> any(std::numeric_limits<std::int32_t>::min(),
+                                                    std::numeric_limits<std::int32_t>::max());
+    std::uniform_int_distribution<std::int32_t> small(-70000, 70000);
+    std::uniform_real_distribution<double> real(-12.0, 4.0);
+    std::vector<std::int32_t> x(4096);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = i % 2 ? any(rng) : small(rng);
+    const std::int32_t edges[] = {0, 1, -1, 2, -2, std::numeric_limits<std::int32_t>::min(),
+                                  std::numeric_limits<std::int32_t>::max(), 1 << 30, -(1 << 30)};
+    std::copy(std::begin(edges), std::end(edges), x.begin());
+    for (int t = 0; t < 40; ++t) {
+        // Multipliers from 2^-12 to 2^4 (right shifts and left shifts), plus exact halves for ties.
+        const double m = t < 4 ? std::ldexp(1.0, -t) : std::exp2(real(rng));
+        const auto fm = qs::tflite_quantize_multiplier(m);
+        for (std::size_t i = 0; i < x.size(); i += 16) {
+            alignas(64) std::int32_t out[16];
+            _mm512_store_si512(out, qd::tflite_multiply_epi32(_mm512_loadu_si512(x.data() + i), fm));
+            for (std::size_t j = 0; j < 16; ++j)
+                ASSERT_EQ(out[j], qs::tflite_multiply(x[i + j], fm))
+                    << "x " << x[i + j] << " multiplier " << fm.multiplier << " shift " << fm.shift;
+        }
+    }
+#else
+    GTEST_SKIP() << "built without AVX-512";
+#endif
+}
+
+TEST(IntegerKernels, tflite_requant_row_vectorized_matches_scalar) {
+    std::mt19937 rng(seed);
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::uniform_int_distribution<std::int32_t> ad(-300000, 300000);
+    std::vector<std::int32_t> acc(1000);
+    for (auto& v : acc) v = ad(rng);
+    for (int i = 0; i < 60; ++i) acc[static_cast<std::size_t>(i)] = 2 * i - 61;  // ties at multiplier 0.5
+    for (const bool sign : {false, true})
+        for (const double m : {0.5, 0.0123, 0.00037, 1.75}) {
+            qd::requant_params r;
+            r.tflite = true;
+            r.multiplier = {qs::tflite_quantize_multiplier(m), qs::tflite_quantize_multiplier(m * 0.3)};
+            r.zp = sign ? -5 : 128;
+            r.qmin = sign ? -128 : 0;
+            r.qmax = sign ? 127 : 255;
+            for (const std::int64_t n : {std::int64_t{1000}, std::int64_t{7}, std::int64_t{33}})
+                for (const std::int64_t channel : {0, 1}) {
+                    std::vector<std::uint8_t> a(static_cast<std::size_t>(n)), b(static_cast<std::size_t>(n));
+                    qd::requant_row(acc.data(), -17, n, channel, r, a.data(), sign, true);
+                    qd::requant_row(acc.data(), -17, n, channel, r, b.data(), sign, false);
+                    ASSERT_EQ(a, b) << "n " << n << " signed " << sign << " multiplier " << m;
+                }
+        }
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/quantize.hpp>
 #include <quantsim/sim/detail/integer_kernels.hpp>
+#include <quantsim/sim/detail/integer_simd.hpp>
 #include <quantsim/sim/integer_arith.hpp>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
@@ -248,6 +250,38 @@ void binary_span(const step& s, const T* a, std::int64_t sta, std::int32_t zpa, 
                 r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
                 _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i), _mm512_cvtepi32_epi8(r));
             }
+        }
+    }
+    // TFLite: the fixed-point multiplies of tflite_add / tflite_mul, 16 lanes at a time.
+    if (vectorized && tfl && sta == 1 && (stb == 1 || stb == 0)) {
+        constexpr std::int32_t int_min = std::numeric_limits<std::int32_t>::min();
+        const bool ok = is_add ? s.tfl_add.in_a.multiplier != int_min && s.tfl_add.in_b.multiplier != int_min &&
+                                     s.tfl_add.out.multiplier != int_min
+                               : s.tfl_multiplier.multiplier != int_min;
+        auto load = [](const T* p) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            return std::is_signed_v<T> ? _mm512_cvtepi8_epi32(v) : _mm512_cvtepu8_epi32(v);
+        };
+        const __m512i za = _mm512_set1_epi32(is_add ? s.tfl_add.zp_a : zpa);
+        const __m512i zb = _mm512_set1_epi32(is_add ? s.tfl_add.zp_b : zpb);
+        const __m512i bconst = _mm512_sub_epi32(_mm512_set1_epi32(static_cast<std::int32_t>(b[0])), zb);
+        const __m512i lo = _mm512_set1_epi32(is_add ? s.tfl_add.qmin : cg.qmin);
+        const __m512i hi = _mm512_set1_epi32(is_add ? s.tfl_add.qmax : cg.qmax);
+        const __m512i zc = _mm512_set1_epi32(is_add ? s.tfl_add.zp_c : cg.zp);
+        const __m512i shift = _mm512_set1_epi32(s.tfl_add.left_shift);
+        for (; ok && i + 16 <= n; i += 16) {
+            const __m512i va = _mm512_sub_epi32(load(a + i), za);
+            const __m512i vb = stb == 0 ? bconst : _mm512_sub_epi32(load(b + i), zb);
+            __m512i r;
+            if (is_add) {
+                const __m512i sa = detail::tflite_multiply_epi32(_mm512_sllv_epi32(va, shift), s.tfl_add.in_a);
+                const __m512i sb = detail::tflite_multiply_epi32(_mm512_sllv_epi32(vb, shift), s.tfl_add.in_b);
+                r = detail::tflite_multiply_epi32(_mm512_add_epi32(sa, sb), s.tfl_add.out);
+            } else {
+                r = detail::tflite_multiply_epi32(_mm512_mullo_epi32(va, vb), s.tfl_multiplier);
+            }
+            r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, zc), lo), hi);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i), _mm512_cvtepi32_epi8(r));
         }
     }
 #endif

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/sim/detail/integer_simd.hpp>
 
 #if defined(__AVX512F__) && defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #include <immintrin.h>
@@ -64,6 +66,21 @@ void requant_row(const std::int32_t* acc, std::int32_t bias, std::int64_t n, std
                 _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(out) + i, m, _mm512_cvtepi32_epi8(v));
         }
         return;
+    }
+    if (vectorized && r.tflite) {
+        const fixed_multiplier& fm = r.multiplier[r.multiplier.size() == 1 ? 0 : static_cast<std::size_t>(channel)];
+        if (fm.multiplier != std::numeric_limits<std::int32_t>::min()) {
+            const __m512i lo = _mm512_set1_epi32(r.qmin), hi = _mm512_set1_epi32(r.qmax);
+            const __m512i vz = _mm512_set1_epi32(r.zp), vb = _mm512_set1_epi32(bias);
+            for (; i < n; i += 16) {
+                const auto m = static_cast<__mmask16>(n - i >= 16 ? 0xFFFF : ((1u << (n - i)) - 1));
+                const __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, acc + i), vb);
+                __m512i y = _mm512_add_epi32(tflite_multiply_epi32(v, fm), vz);
+                y = _mm512_min_epi32(_mm512_max_epi32(y, lo), hi);
+                _mm_mask_storeu_epi8(static_cast<std::uint8_t*>(out) + i, m, _mm512_cvtepi32_epi8(y));
+            }
+            return;
+        }
     }
 #endif
     (void)vectorized;
