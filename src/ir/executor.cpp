@@ -1208,8 +1208,16 @@ struct executor::impl {
             const float* src = value.f32();
             tensor out = copied ? value : tensor::empty(value.shape());
             float* dst = out.f32();
-            detail::parallel_range(value.numel(), 16384, [&](std::int64_t b, std::int64_t e) {
-                pw_fake_quant(src + b, dst + b, e - b, pq, static_cast<std::uint64_t>(b));
+            // A one-instruction program: its vector loop (bit-identical to pw_fake_quant, which is the plain
+            // reference) reads src element f at flat index f, so stochastic indices are the tensor's own.
+            pw_program fq;
+            fq.quants = {pq};
+            fq.code.push_back({pw_op::fake_quant, -1, {pw_operand::kind::input_full, 0, 0.0f, 1},
+                               {pw_operand::kind::none, 0, 0.0f, 0}, 0.0f, 0.0f});
+            const float* const ins[] = {src};
+            const std::int64_t n = value.numel();
+            detail::parallel_range(n, 16384, [&](std::int64_t b, std::int64_t e) {
+                fq.run_span(dst + b, ins, b, e - b, std::max<std::int64_t>(n, 1));
             });
             value = std::move(out);
             copied = true;

@@ -1,5 +1,6 @@
 // The vectorized kernels against their *_ref twins: min/max scans (all tail lengths, NaN/Inf anywhere) and the
 // histogram counting kernel (bin indices exact, including values that underflow and extreme levels).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -117,6 +118,29 @@ TEST(ObserverKernels, HistogramCountRunsOfOneBin) {
     check_counts(x, 2048);
     check_counts(x, 100);  // a bin count that is not a multiple of 16
     EXPECT_EQ(detail::histogram_sub_stride(2048) % 1024, 16u) << "lanes must not be 4 KiB apart";
+}
+
+// Data where most values sit in the bin of 0 or in the top bin (Relu, Clip, hard-swish outputs): the counting
+// kernel counts those lanes by popcount and increments only the others; counts must not change.
+TEST(ObserverKernels, HistogramCountFrequentZeroAndTopBins) {
+    const std::uint32_t seed = qtest::default_seed + 4;
+    SCOPED_TRACE(qtest::seed_trace(seed));
+    const auto x = qtest::normal(40001, seed);
+    std::vector<float> relu(x.size()), clip(x.size()), neg(x.size()), top(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        relu[i] = std::max(x[i], 0.0f);
+        clip[i] = std::clamp(3.0f * x[i] + 3.0f, 0.0f, 6.0f);
+        neg[i] = std::min(x[i], 0.0f);  // 0 is the top bin: counted once
+        top[i] = std::min(3.0f + x[i] * 1e-3f, 3.0f);  // 0 outside the range: only the top bin is frequent
+    }
+    check_counts(relu, 2048);
+    check_counts(clip, 2048);
+    check_counts(clip, 7);
+    check_counts(neg, 512);
+    check_counts(top, 2048);
+    std::vector<float> zeros(5000, 0.0f);
+    zeros.back() = 1.0f;
+    check_counts(zeros, 2048);
 }
 
 TEST(ObserverKernels, HistogramLevelIsSmallestFittingAndMonotone) {
