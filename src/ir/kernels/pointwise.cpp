@@ -504,56 +504,6 @@ QUANTSIM_ALWAYS_INLINE __m512 vfake_quant(__m512 x, __m512 s, __m512 inv, __m512
     return _mm512_mul_ps(vgrid<R, A, Shortcut>(x, s, inv, lo, hi), s);
 }
 
-/// Constants of vgrid_index for grid fq (hoisted out of the lookup loops).
-struct vindex_consts {
-    __m512 near_from;  ///< lanes with |v - round(v)| >= this take the division (see vgrid_index)
-    __m512i bias;      ///< bits(0x1.8p23f) + lo: subtracted from bits(v + 0x1.8p23f) gives round(v) - lo
-    bool fast;         ///< |lo|, |hi| <= 2^13: the shortcut below applies
-    explicit vindex_consts(const pw_quant& fq) {
-        // |v| <= M = max(|lo|, |hi|) after the clamp, so the shortcut's per-lane tolerance |v| * 2^-21 is at most
-        // M * 2^-21: testing against that constant takes the division for a superset of the lanes the shortcut
-        // would (exact either way) and saves three instructions. 0.5 - M * 2^-21 is exact for M <= 2^19; past
-        // 2^13 (zero points far outside the grid) vgrid_index takes the general path.
-        const float m = std::max(std::fabs(fq.lo), std::fabs(fq.hi));
-        fast = m <= 0x1p13f;
-        near_from = _mm512_set1_ps(fast ? 0.5f - m * 0x1p-21f : 0.0f);
-        bias = _mm512_set1_epi32(std::bit_cast<std::int32_t>(0x1.8p23f) +
-                                 (fast ? static_cast<std::int32_t>(fq.lo) : 0));
-    }
-};
-
-/// round(clamp(x / s, lo, hi)) - lo per lane as an integer (the table index), and the lanes where that grid value
-/// is NaN; the same grid value as vgrid. For nearest-even grids, v + 0x1.8p23 holds round(v) in its low bits
-/// (|v| < 2^22), which saves the separate rounding and conversion.
-template <rounding_mode R, scale_arithmetic A, bool Shortcut>
-QUANTSIM_ALWAYS_INLINE __m512i vgrid_index(__m512 x, __m512 s, __m512 inv, __m512 lo, __m512 hi,
-                                           const vindex_consts& c, __mmask16& nan) {
-    if constexpr (R == rounding_mode::nearest_even && (A == scale_arithmetic::multiply_reciprocal || Shortcut)) {
-        if (!c.fast) [[unlikely]] {
-            const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
-            nan = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
-            return _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
-        }
-        const __m512 magic = _mm512_set1_ps(0x1.8p23f);
-        const __m512 v = vclamp(_mm512_mul_ps(x, inv), lo, hi);
-        const __m512 t = _mm512_add_ps(v, magic);
-        nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        if constexpr (Shortcut) {
-            const __m512 r = _mm512_sub_ps(t, magic);
-            if (_mm512_cmp_ps_mask(vabs(_mm512_sub_ps(v, r)), c.near_from, _CMP_GE_OQ)) [[unlikely]] {
-                const __m512 q = vround<R>(vclamp(_mm512_div_ps(x, s), lo, hi));
-                nan = _mm512_cmp_ps_mask(q, q, _CMP_UNORD_Q);
-                return _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(q, lo));
-            }
-        }
-        return _mm512_sub_epi32(_mm512_castps_si512(t), c.bias);
-    } else {
-        const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
-        nan = _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
-        return _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
-    }
-}
-
 template <rounding_mode R, scale_arithmetic A, bool Shortcut>
 void vfake_quant_loop(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, const pw_quant& fq) {
     const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
@@ -726,7 +676,6 @@ void vlut_rows(const vsrc& a, float* dst, std::int64_t n, const pw_quant& fq, st
     with_grid_kind(fq, [&]<rounding_mode R, scale_arithmetic A, bool Shortcut>() {
         const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
                      hi = _mm512_set1_ps(fq.hi);
-        const vindex_consts ic(fq);
         if (row_codes && with_byte_table(G, [&]<int Regs>() {
                 for (std::int64_t e = 0; e < n;) {
                     const std::int64_t pe = (f + e) / Q, m = std::min(n - e, Q - (f + e) % Q);
@@ -736,9 +685,9 @@ void vlut_rows(const vsrc& a, float* dst, std::int64_t n, const pw_quant& fq, st
                         tab.load(row_codes + key * 256, row_tables[key * (G + 1) + G], code_scale, code_lo);
                         const vsrc ae = a.ptr ? vsrc{a.ptr + e, a.bounded, 0.0f} : a;
                         vloop1(ae, dst + e, true, m, [=](__m512 x, __m512) {
-                            __mmask16 nan;
-                            const __m512i idx = vgrid_index<R, A, Shortcut>(x, s, inv, lo, hi, ic, nan);
-                            return tab.lookup(idx, nan);
+                            const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+                            const __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+                            return tab.lookup(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q));
                         });
                     }
                     e += m;
@@ -754,9 +703,9 @@ void vlut_rows(const vsrc& a, float* dst, std::int64_t n, const pw_quant& fq, st
                     tab.load(row_tables + key * (G + 1), G);
                     const vsrc ae = a.ptr ? vsrc{a.ptr + e, a.bounded, 0.0f} : a;
                     vloop1(ae, dst + e, true, m, [=](__m512 x, __m512) {
-                        __mmask16 nan;
-                        const __m512i idx = vgrid_index<R, A, Shortcut>(x, s, inv, lo, hi, ic, nan);
-                        return tab.lookup(idx, nan);
+                        const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+                        const __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+                        return tab.lookup(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q));
                     });
                 }
                 e += m;
@@ -790,14 +739,13 @@ bool vlut_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, 
     return with_grid_kind(fq, [&]<rounding_mode R, scale_arithmetic A, bool Shortcut>() {
         const __m512 s = _mm512_set1_ps(fq.scale), inv = _mm512_set1_ps(fq.inv), lo = _mm512_set1_ps(fq.lo),
                      hi = _mm512_set1_ps(fq.hi);
-        const vindex_consts ic(fq);
         if (codes && with_byte_table(nan_index, [&]<int Regs>() {
                 vbyte_table<Regs> tab;
                 tab.load(codes, table[nan_index], code_scale, code_lo);
                 vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
-                    __mmask16 nan;
-                    const __m512i idx = vgrid_index<R, A, Shortcut>(x, s, inv, lo, hi, ic, nan);
-                    return tab.lookup(idx, nan);
+                    const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+                    const __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+                    return tab.lookup(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q));
                 });
             }))
             return;
@@ -806,9 +754,9 @@ bool vlut_dispatch(const vsrc& a, float* dst, bool dst_bounded, std::int64_t n, 
                 vreg_table<Pairs> tab;
                 tab.load(table, nan_index);
                 vloop1(a, dst, dst_bounded, n, [=](__m512 x, __m512) {
-                    __mmask16 nan;
-                    const __m512i idx = vgrid_index<R, A, Shortcut>(x, s, inv, lo, hi, ic, nan);
-                    return tab.lookup(idx, nan);
+                    const __m512 r = vgrid<R, A, Shortcut>(x, s, inv, lo, hi);
+                    const __m512i idx = _mm512_maskz_cvttps_epi32(0xFFFF, _mm512_sub_ps(r, lo));
+                    return tab.lookup(idx, _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q));
                 });
             }))
             return;
