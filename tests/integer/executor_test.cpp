@@ -4,7 +4,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
+#include <utility>
 #include <string>
 
 #include <quantsim/core/error.hpp>
@@ -96,6 +98,35 @@ TEST(IntegerExecutor, relu_after_conv_is_fused_as_the_runtime_fuses_it) {
     EXPECT_EQ(y.f32()[0], 1.0f);
     EXPECT_EQ(y.f32()[1], 0.0f);
     EXPECT_EQ(y.f32()[3], 0.0f);
+}
+
+TEST(IntegerExecutor, clip6_is_removed_when_it_cannot_change_the_quantized_result) {
+    // ONNX Runtime (ClipQuantFusion) removes Clip(0, 6) before a QuantizeLinear when clip_max >= the lower edge of
+    // the values that round to 255 (254.5 steps, nudged below for round-half-even): a grid topping out a little
+    // above 6 (6.01) still loses its Clip and the Conv becomes QLinearConv; one reaching half a step past 6 keeps
+    // the Clip as a float op (and the Conv in float with it). Checked on MobileNetV2 against ONNX Runtime too
+    // (tests/peer/integer_qdq_test.cpp).
+    for (const auto& [top, fused] : {std::pair{6.0f, true}, std::pair{6.01f, true}, std::pair{6.1f, false}}) {
+        SCOPED_TRACE(testing::Message() << "grid top " << top);
+        qs::graph_builder b("conv_clip");
+        auto x = b.input("x", {1, 1, 2, 2});
+        auto w = b.param("w", qs::tensor::from({1.0f}, {1, 1, 1, 1}));
+        auto c = b.node("Conv", {x, w}, {}, qs::node_options("conv").outputs({"c"}));
+        auto r = b.node("Clip", {c, b.constant_scalar(0.0f), b.constant_scalar(6.0f)}, {},
+                        qs::node_options("clip").outputs({"y"}));
+        b.output(r);
+        qs::quant_sim sim(b.build());
+        sim.set_encoding("x", act(0.05f, 0));
+        sim.set_encoding("w", weight(1.0f / 127));
+        sim.set_encoding("y", act(top / 255, 0));
+        qs::integer_executor ex(sim);
+        std::map<std::string, std::string> kernel;
+        for (const auto& p : ex.plan()) kernel[p.node] = p.kernel;
+        if (fused)
+            EXPECT_EQ(kernel["conv"], "QLinearConv+Clip");
+        else
+            EXPECT_EQ(kernel["clip"], "float Clip");
+    }
 }
 
 TEST(IntegerExecutor, float_islands_equal_the_fake_quant_simulation) {

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <random>
 
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/sim/integer_executor.hpp>
@@ -98,7 +100,49 @@ void run_case(const char* config) {
     EXPECT_GE(integer.agreement, min_top1_agreement);
 }
 
+// A torchvision ImageNet model (Conv/Relu or Clip, residual Add, GlobalAveragePool, Flatten, Gemm head), W8A8,
+// on seeded random inputs (the agreement, not the accuracy, is measured): the integer mode against ONNX Runtime.
+void run_torchvision_case(const char* name, const char* config) {
+    QUANTSIM_REQUIRE_PEER_NODE();
+    const auto model = peer::torchvision_model(name);
+    QUANTSIM_REQUIRE_PEER_FILE(model);
+    constexpr std::uint32_t seed = 20261127;
+    SCOPED_TRACE(testing::Message() << name << ", " << config << ", seed " << seed);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> d(0.0f, 1.0f);
+    auto images = [&](std::int64_t n) {
+        qs::tensor t = qs::tensor::empty({n, 3, 224, 224});
+        for (auto& v : t.span<float>()) v = d(rng);
+        return t;
+    };
+    qs::quantsim_options o;
+    o.config = qs::quantsim_config::builtin(config);
+    qs::quant_sim sim(qs::load_onnx(model), o);
+    sim.compute_encodings(std::vector<qs::tensor>{images(8), images(8)});
+    const qs::tensor eval = images(16);
+    qs::integer_executor ints(sim);
+    const qs::tensor iq = ints.run(eval);
+    const float step = sim.effective_params(sim.model().outputs[0].name)->scale[0];
+    const qs::tensor ort = peer::run_ort_on_graph(sim.qdq_model(13), {{"", eval}}).outputs[0];
+    const auto integer = compare(iq, ort, step);
+    std::map<std::string, int> kernels;
+    for (const auto& p : ints.plan()) ++kernels[p.kernel];
+    std::cout << name << " " << config << " vs ONNX Runtime (opt all), " << eval.dim(0)
+              << " random images: integer mode: identical " << integer.identical << ", max " << integer.max_steps
+              << " steps, top-1 " << integer.agreement << "; Gemm as " << (kernels.count("float Gemm") ? "float" : "QGemm")
+              << "\n";
+    EXPECT_GE(integer.identical, min_identical);
+    EXPECT_GE(integer.agreement, min_top1_agreement);
+}
+
 }  // namespace
+
+TEST(PeerIntegerQdq, resnet18_w8a8_per_channel_integer_mode_matches_onnx_runtime) {
+    run_torchvision_case("resnet18", "per_channel");
+}
+TEST(PeerIntegerQdq, mobilenet_v2_w8a8_per_tensor_integer_mode_matches_onnx_runtime) {
+    run_torchvision_case("mobilenet_v2", "default");
+}
 
 TEST(PeerIntegerQdq, classifier_w8a8_per_tensor_integer_mode_matches_onnx_runtime) { run_case("default"); }
 TEST(PeerIntegerQdq, classifier_w8a8_per_channel_integer_mode_matches_onnx_runtime) { run_case("per_channel"); }

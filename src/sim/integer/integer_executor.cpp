@@ -513,13 +513,21 @@ void integer_executor::impl::build(const quant_sim& sim) {
                 hi = *v;
             }
         }
-        const double gmin = (static_cast<double>(og->qmin) - og->zp) * og->scale;
-        const double gmax = (static_cast<double>(og->qmax) - og->zp) * og->scale;
         qmin = og->qmin;
         qmax = og->qmax;
         if (!tflite()) {
-            // ONNX Runtime removes a Relu/Clip before a QuantizeLinear only when the grid already clamps as much.
-            if (lo > gmin || hi < gmax) return -1;
+            // ONNX Runtime removes a Relu/Clip before a QuantizeLinear when the activation cannot change the
+            // quantized result (ClipQuantFusion / ReluQuantFusion): clip_min <= the upper edge of the values that
+            // round to the type's lowest code and clip_max >= the lower edge of those that round to its highest
+            // (QDQ::QuantizeDomain, in float, ties to even). A clip at 6 on a grid whose top is 6.0000002 goes.
+            const std::int32_t tmin = og->is_signed ? -128 : 0, tmax = og->is_signed ? 127 : 255;
+            auto edge = [&](std::int32_t code, float half) {
+                const std::int64_t biased = static_cast<std::int64_t>(code) - og->zp;
+                float before = static_cast<float>(biased) + half;
+                if (biased % 2 == 1) before = std::nextafter(before, static_cast<float>(biased));
+                return before * og->scale;
+            };
+            if (!(lo <= edge(tmin, 0.5f) && edge(tmax, -0.5f) <= hi)) return -1;
             return static_cast<std::ptrdiff_t>(cons[0]);
         }
         // TFLite fuses the activation as a clamp on the output integers.
