@@ -725,6 +725,56 @@ void integer_executor::impl::build(const quant_sim& sim) {
                 if (act >= 0) fused_away.insert(static_cast<std::size_t>(act));
                 lowered = true;
             }
+        } else if (n.op_type == "Gemm" && n.inputs.size() >= 2 && n.attr_float("alpha", 1.0f) == 1.0f &&
+                   n.attr_float("beta", 1.0f) == 1.0f && n.attr_int("transA", 0) == 0) {
+            // ONNX Runtime's QGemm (QDQ Gemm fusion): the int32 bias C broadcast into the accumulators, the product
+            // accumulated on top, requantized with (alpha * s_a * s_b) / s_y per column: a QLinearMatMul with bias.
+            const qgrid* ag = grid_of(n.inputs[0]);
+            const auto w = quantized_param(sim, g, n.inputs[1]);
+            const bool trans_b = n.attr_int("transB", 0) != 0;
+            const value_info* ai = g.info(n.inputs[0]);
+            std::int32_t qmin = 0, qmax = 0;
+            std::string out = n.outputs[0];
+            std::ptrdiff_t act = -1;
+            const qgrid* yg = grid_of(out);
+            if (yg) {
+                qmin = yg->qmin;
+                qmax = yg->qmax;
+            } else if ((act = fused_activation(out, qmin, qmax)) >= 0) {
+                out = g.nodes[static_cast<std::size_t>(act)].outputs[0];
+                yg = grid_of(out);
+            }
+            std::optional<param_q> b;
+            bool bias_ok = !n.has_input(2);
+            if (n.has_input(2)) {
+                b = quantized_param(sim, g, n.inputs[2]);
+                bias_ok = b && b->params.bitwidth == 32 && b->params.is_signed && w && w->shape.size() == 2 &&
+                          b->values.size() == static_cast<std::size_t>(trans_b ? w->shape[0] : w->shape[1]) &&
+                          b->shape.size() <= 2 && (b->shape.size() < 2 || b->shape[0] == 1);
+                if (bias_ok)
+                    for (auto z : b->params.zero_point) bias_ok &= z == 0;
+            }
+            const std::int64_t col_axis = trans_b ? 0 : 1;
+            if (ag && yg && same_type(ag, yg) && w && w->params.bitwidth <= 8 && w->shape.size() == 2 && bias_ok &&
+                (!ai || !ai->shape_known || ai->shape.size() == 2) &&
+                (w->params.gran.kind == granularity_kind::per_tensor ||
+                 (w->params.gran.kind == granularity_kind::per_channel && w->params.gran.axis == col_axis))) {
+                const std::int64_t k = trans_b ? w->shape[1] : w->shape[0], cols = trans_b ? w->shape[0] : w->shape[1];
+                std::vector<std::int32_t> kxn(w->values.size());
+                for (std::int64_t i = 0; i < k; ++i)
+                    for (std::int64_t j = 0; j < cols; ++j)
+                        kxn[static_cast<std::size_t>(i * cols + j)] =
+                            w->values[static_cast<std::size_t>(trans_b ? j * k + i : i * cols + j)];
+                s.kind = step_kind::matmul;
+                s.matmul_k = k;
+                s.matmul = detail::make_qmatmul(k, cols, kxn, w->params.zero_point, b ? b->values : std::vector<std::int32_t>{},
+                                                make_requant(*ag, w->params.scale, *yg, qmin, qmax));
+                s.inputs = {n.inputs[0]};
+                s.outputs = {out};
+                s.label = act >= 0 ? "QGemm+" + g.nodes[static_cast<std::size_t>(act)].op_type : std::string("QGemm");
+                if (act >= 0) fused_away.insert(static_cast<std::size_t>(act));
+                lowered = true;
+            }
         } else if ((n.op_type == "Add" || n.op_type == "Mul") && n.inputs.size() == 2) {
             const qgrid* a = grid_of(n.inputs[0]);
             const qgrid* b = grid_of(n.inputs[1]);
