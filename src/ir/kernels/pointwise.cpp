@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <sstream>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -1047,28 +1048,14 @@ void pw_program::run(float* out, const float* const* inputs, std::int64_t P, std
     });
 }
 
-namespace {
-bool same_operand(const pw_operand& x, const pw_operand& y) {
-    return x.k == y.k && x.index == y.index && std::memcmp(&x.value, &y.value, sizeof(float)) == 0 &&
-           x.period == y.period;
-}
-bool same_instr(const pw_instr& x, const pw_instr& y) {
-    return x.op == y.op && x.dst == y.dst && same_operand(x.a, y.a) && same_operand(x.b, y.b) &&
-           std::memcmp(&x.alpha, &y.alpha, sizeof(float)) == 0 && std::memcmp(&x.beta, &y.beta, sizeof(float)) == 0;
-}
-bool same_quant(const pw_quant& x, const pw_quant& y) {
-    return std::memcmp(&x.scale, &y.scale, sizeof(float)) == 0 && std::memcmp(&x.inv, &y.inv, sizeof(float)) == 0 &&
-           x.lo == y.lo && x.hi == y.hi && x.rounding == y.rounding && x.arithmetic == y.arithmetic && x.key == y.key;
-}
-}  // namespace
-
 bool pw_program::lut_valid() const noexcept {
+    // Byte-wise against the copies compile() kept (vector copies of trivially copyable structs copy every byte): any
+    // change of code or grids shows. Equal values with other padding bytes or another NaN/zero sign only drop the
+    // tables (the plain path runs), never give a wrong result. Checked on every run_span, so it must be cheap.
+    static_assert(std::is_trivially_copyable_v<pw_instr> && std::is_trivially_copyable_v<pw_quant>);
     if (!lut_ || lut_->code.size() != code.size() || lut_->quants.size() != quants.size()) return false;
-    for (std::size_t i = 0; i < code.size(); ++i)
-        if (!same_instr(code[i], lut_->code[i])) return false;
-    for (std::size_t i = 0; i < quants.size(); ++i)
-        if (!same_quant(quants[i], lut_->quants[i])) return false;
-    return true;
+    return (code.empty() || std::memcmp(code.data(), lut_->code.data(), code.size() * sizeof(pw_instr)) == 0) &&
+           (quants.empty() || std::memcmp(quants.data(), lut_->quants.data(), quants.size() * sizeof(pw_quant)) == 0);
 }
 
 std::size_t pw_program::table_at() const noexcept { return lut_valid() ? lut_->at : code.size(); }
