@@ -38,6 +38,10 @@ const char* const qat_usage =
     "  --labels FILE           training labels (.npy int64 [N])\n"
     "  --out DIR               output folder (created if needed)\n"
     "  --calib FILE            calibration samples (default: the first 512 training samples)\n"
+    "  --encodings FILE        start from these encodings instead of calibrating, e.g. a `quantsim ptq` result:\n"
+    "                          MODEL = DIR/model.onnx, FILE = DIR/model.encodings.json. Quantizers are placed\n"
+    "                          where the file has entries and learned from there (not with --config, --param-bw,\n"
+    "                          --act-bw, --per-channel or --calib)\n"
     "  --config NAME|FILE      quantsim config: default, per_channel, htp or an AIMET-format JSON (default: default)\n"
     "  --param-bw N            weight bit width, 2..16 (default 8)\n"
     "  --act-bw N              activation bit width, 2..16 (default 8)\n"
@@ -81,7 +85,7 @@ int qat_command(const std::vector<std::string>& argv) {
     cli::args a(argv,
                 {"--train", "--labels", "--out", "--calib", "--config", "--param-bw", "--act-bw", "--epochs", "--batch",
                  "--lr", "--quant-lr", "--range-mode", "--eval", "--eval-labels", "--threads", "--seed",
-                 "--encodings-version", "--opset"},
+                 "--encodings-version", "--opset", "--encodings"},
                 {"--per-channel", "--bn-training", "--dampening", "--freezing", "--hindsight", "--quiet"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
@@ -90,6 +94,12 @@ int qat_command(const std::vector<std::string>& argv) {
     if (a.value("--eval").has_value() != a.value("--eval-labels").has_value())
         throw cli::usage_error("--eval and --eval-labels go together");
     const bool quiet = a.flag("--quiet");
+    const auto start_encodings = a.value("--encodings");
+    if (start_encodings)
+        for (const char* f : {"--config", "--param-bw", "--act-bw", "--calib"})
+            if (a.value(f)) throw cli::usage_error(std::string("--encodings and ") + f + " do not go together");
+    if (start_encodings && a.flag("--per-channel"))
+        throw cli::usage_error("--encodings and --per-channel do not go together");
     const std::int64_t threads = a.int_value("--threads", 0, 1, 4096);
     const std::int64_t opset = a.int_value("--opset", 13, 13, 21);
     quantsim_options so;
@@ -113,6 +123,9 @@ int qat_command(const std::vector<std::string>& argv) {
     qo.dampening = a.flag("--dampening");
     qo.freezing = a.flag("--freezing");
     qo.hindsight_activations = a.flag("--hindsight");
+    // Tracking integer flips of low-bit weights costs little and its figure (the share of oscillating weights) tells
+    // whether --dampening or --freezing would help.
+    qo.track_oscillations = true;
     const std::string mode = a.value("--range-mode").value_or("lsq");
     if (mode == "lsq") qo.range_mode = qat_range_mode::lsq;
     else if (mode == "range-learning") qo.range_mode = qat_range_mode::range_learning;
@@ -146,10 +159,14 @@ int qat_command(const std::vector<std::string>& argv) {
     }
 
     std::ostringstream json;
-    json << std::setprecision(6) << "{\"model\": \"" << model_path << "\"";
+    json << std::setprecision(6) << "{\"model\": \"" << cli::json_escape(model_path) << "\"";
     const auto t0 = std::chrono::steady_clock::now();
-    quant_sim sim(g, so);
-    {
+    quant_sim sim = start_encodings ? quant_sim::from_encodings(g, load_encodings(*start_encodings), so) : quant_sim(g, so);
+    if (start_encodings) {
+        // from_encodings freezes what it loads; QAT learns from there.
+        if (qo.range_mode != qat_range_mode::fixed)
+            for (auto& q : sim.quantizers()) q.frozen = false;
+    } else {
         std::vector<tensor> cb;
         const tensor& src = calib ? calib->inputs[0] : train.inputs[0];
         const std::int64_t n = calib ? calib->samples : std::min<std::int64_t>(512, train.samples);
@@ -191,11 +208,13 @@ int qat_command(const std::vector<std::string>& argv) {
     json << ", \"calibration_seconds\": " << calib_s << ", \"training_seconds\": " << train_s
          << ", \"epochs\": " << hist.size() << ", \"steps\": " << per_epoch * static_cast<std::int64_t>(hist.size());
     if (!hist.empty()) json << ", \"final_loss\": " << hist.back().mean_loss;
-    if (qo.freezing) {
-        const auto os = trainer.oscillation_stats();
+    if (!hist.empty()) json << ", \"seconds_per_step\": " << train_s / static_cast<double>(per_epoch * static_cast<std::int64_t>(hist.size()));
+    if (const auto os = trainer.oscillation_stats(); os.tracked > 0) {
         json << ", \"oscillating_weights\": " << os.oscillating << ", \"frozen_weights\": " << os.frozen
              << ", \"tracked_weights\": " << os.tracked;
-        if (!quiet) std::cerr << "oscillations: " << os.frozen << " of " << os.tracked << " tracked weights frozen\n";
+        if (!quiet)
+            std::cerr << "oscillations: " << os.oscillating << " of " << os.tracked << " tracked weights oscillating (frequency > "
+                      << qo.freeze_threshold_final << "), " << os.frozen << " frozen\n";
     }
     if (eval) {
         // The exported simulation (the sim's own forward), not the trainer's tape.
@@ -219,7 +238,7 @@ int qat_command(const std::vector<std::string>& argv) {
         write_files_atomic(files);
     }
     if (!quiet) std::cerr << "wrote " << (dir / "model.onnx").string() << ", model.encodings.json, model_qdq.onnx\n";
-    json << ", \"out\": \"" << dir.string() << "\"}";
+    json << ", \"out\": \"" << cli::json_escape(dir.string()) << "\"}";
     std::cout << json.str() << std::endl;
     return 0;
 }
