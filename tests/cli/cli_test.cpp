@@ -333,5 +333,90 @@ TEST_F(cli, ptq_pipeline_flags_run_every_step_and_reject_conflicts) {
     EXPECT_NE(r.err.find("--adaround-iters needs --adaround"), std::string::npos) << r.err;
 }
 
+
+// x [N, 2, 4, 4] -> Conv 3x3 -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> Softmax; the label says which input
+// channel has the larger mean (learnable by this net).
+TEST_F(cli, qat_trains_writes_reproducible_outputs_and_starts_from_a_ptq_result) {
+    graph_builder b("cli_classifier", 13);
+    auto x = b.input("x", {-1, 2, 4, 4});
+    tensor w = tensor::empty({4, 2, 3, 3});
+    for (std::int64_t i = 0; i < w.numel(); ++i) w.f32()[i] = 0.1f * std::sin(1.3f * static_cast<float>(i));
+    auto c = b.node("Conv", {x, b.param("w", w), b.param("b", tensor::zeros({4}))},
+                    {{"pads", std::vector<std::int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<std::int64_t>{3, 3}}}, "conv");
+    auto f = b.node("Flatten", {b.node("GlobalAveragePool", {b.node("Relu", {c}, {}, "relu")}, {}, "gap")}, {}, "flat");
+    tensor fw = tensor::empty({2, 4});
+    for (std::int64_t i = 0; i < fw.numel(); ++i) fw.f32()[i] = 0.2f * std::cos(0.7f * static_cast<float>(i));
+    auto z = b.node("Gemm", {f, b.param("fc.w", fw), b.param("fc.b", tensor::zeros({2}))}, {{"transB", std::int64_t{1}}},
+                    node_options("fc").outputs({"logits"}));
+    b.output(b.node("Softmax", {z}, {{"axis", std::int64_t{-1}}}, node_options("softmax").outputs({"prob"})));
+    save_onnx(b.build(), dir_ / "model.onnx");
+    constexpr std::int64_t n = 128;
+    tensor xs = tensor::empty({n, 2, 4, 4});
+    tensor ys = tensor::empty({n}, dtype::int64);
+    std::mt19937 rng(20261122);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (std::int64_t i = 0; i < n; ++i) {
+        double a = 0, bb = 0;
+        for (std::int64_t k = 0; k < 16; ++k) {
+            xs.f32()[i * 32 + k] = nd(rng);
+            xs.f32()[i * 32 + 16 + k] = nd(rng);
+            a += xs.f32()[i * 32 + k];
+            bb += xs.f32()[i * 32 + 16 + k];
+        }
+        ys.data<std::int64_t>()[i] = a > bb ? 1 : 0;
+    }
+    save_npy(dir_ / "x.npy", xs);
+    save_npy(dir_ / "y.npy", ys);
+    const std::string data = " --train " + path("x.npy") + " --labels " + path("y.npy");
+    const std::string eval = " --eval " + path("x.npy") + " --eval-labels " + path("y.npy");
+    const auto number = [](const std::string& json, const std::string& key) {
+        const auto p = json.find("\"" + key + "\": ");
+        if (p == std::string::npos) return -1.0;
+        return std::stod(json.substr(p + key.size() + 4));
+    };
+
+    auto r = run("qat " + path("model.onnx") + data + eval + " --out " + path("qat") +
+                 " --param-bw 4 --act-bw 4 --epochs 8 --batch 16 --lr 0.01 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    for (const char* f : {"model.onnx", "model.encodings.json", "model_qdq.onnx"}) EXPECT_TRUE(fs::exists(dir_ / "qat" / f)) << f;
+    const double before = number(r.out, "calibrated_top1"), after = number(r.out, "quantized_top1");
+    EXPECT_GT(after, before) << r.out;
+    EXPECT_GE(after, 0.75) << r.out;
+    EXPECT_GT(number(r.out, "seconds_per_step"), 0.0) << r.out;
+    EXPECT_EQ(number(r.out, "tracked_weights"), static_cast<double>(w.numel() + fw.numel())) << r.out;
+    // The written model and encodings are the simulated model the trainer reported on.
+    auto e = run("eval " + path("qat/model.onnx") + " --data " + path("x.npy") + " --labels " + path("y.npy") +
+                 " --encodings " + path("qat/model.encodings.json"));
+    ASSERT_EQ(e.code, 0) << e.err;
+    EXPECT_NEAR(number(e.out, "top1"), after, 1e-6) << e.out;
+
+    // Dampening and freezing run; from a PTQ result the run starts from its encodings (no calibration).
+    r = run("qat " + path("model.onnx") + data + " --out " + path("qat2") + " --param-bw 3 --act-bw 4 --epochs 2 --batch 16"
+            " --dampening --freezing --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_GE(number(r.out, "frozen_weights"), 0.0) << r.out;
+    r = run("ptq " + path("model.onnx") + " --calib " + path("x.npy") + " --out " + path("ptq") + " --param-bw 4 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = run("qat " + path("ptq/model.onnx") + " --encodings " + path("ptq/model.encodings.json") + data + eval +
+            " --out " + path("qat3") + " --epochs 1 --batch 16 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    e = run("eval " + path("ptq/model.onnx") + " --data " + path("x.npy") + " --labels " + path("y.npy") + " --encodings " +
+            path("ptq/model.encodings.json"));
+    ASSERT_EQ(e.code, 0) << e.err;
+    // Before training: the PTQ model as the trainer's tape computes it (int32-bias rounding may differ from the sim's
+    // forward on a sample right at a decision boundary).
+    EXPECT_NEAR(number(r.out, "calibrated_top1"), number(e.out, "top1"), 2.0 / n) << r.out << "\n" << e.out;
+
+    // Usage errors: 2; bad data: 1.
+    r = run("qat " + path("ptq/model.onnx") + " --encodings " + path("ptq/model.encodings.json") + data + " --out " +
+            path("qat4") + " --param-bw 4");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--encodings and --param-bw"), std::string::npos) << r.err;
+    save_npy(dir_ / "y_short.npy", ys.slice(0, 10).clone());
+    r = run("qat " + path("model.onnx") + " --train " + path("x.npy") + " --labels " + path("y_short.npy") + " --out " + path("qat5"));
+    EXPECT_EQ(r.code, 1) << r.err;
+    EXPECT_NE(r.err.find("labels"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace quantsim
