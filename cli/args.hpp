@@ -3,6 +3,9 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -82,6 +85,21 @@ public:
         if (r < min || r > max)
             throw usage_error("option '" + name + "' must be between " + std::to_string(min) + " and " + std::to_string(max) +
                               ", got " + *v);
+        return r;
+    }
+    /// A finite number option, at least `min`, or `def` when absent (or given empty, as in --mixquant=).
+    double double_value(const std::string& name, double def, double min = -std::numeric_limits<double>::infinity()) const {
+        auto v = value(name);
+        if (!v || v->empty()) return def;
+        double r = 0;
+        auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), r);
+        if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(r))
+            throw usage_error("option '" + name + "' needs a number, got '" + *v + "'");
+        if (r < min) {
+            char m[32];
+            std::snprintf(m, sizeof m, "%g", min);
+            throw usage_error("option '" + name + "' must be at least " + m + ", got " + *v);
+        }
         return r;
     }
     const std::vector<std::string>& positionals() const { return positionals_; }

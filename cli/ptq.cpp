@@ -97,16 +97,6 @@ std::vector<std::string> normalize_optional_values(std::vector<std::string> argv
     return out;
 }
 
-double double_value(const cli::args& a, const std::string& name, double def) {
-    const auto v = a.value(name);
-    if (!v || v->empty()) return def;
-    double r = 0;
-    const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), r);
-    if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(r))
-        throw cli::usage_error("option '" + name + "' needs a number, got '" + *v + "'");
-    return r;
-}
-
 int ptq_command(const std::vector<std::string>& raw_argv) {
     const std::vector<std::string> argv = normalize_optional_values(raw_argv);
     cli::args a(argv,
@@ -164,7 +154,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     o.num_threads = static_cast<int>(threads);
     if (a.value("--mixquant")) {
         mixquant_options mo;
-        mo.min_sqnr_db = double_value(a, "--mixquant", 25.0);
+        mo.min_sqnr_db = a.double_value("--mixquant", 25.0);
         mo.bitwidths.clear();
         for (int b = 2; b <= o.param_bitwidth; ++b) mo.bitwidths.push_back(b);
         po.mixquant = mo;
@@ -174,7 +164,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
         if (!a.value("--eval")) throw cli::usage_error("--target-drop needs --eval and --labels (the accuracy it keeps)");
         if (po.mixquant) throw cli::usage_error("--mixquant and --target-drop both choose bit widths: choose one");
         mp_search_options mo;
-        const double drop = double_value(a, "--target-drop", 1.0);
+        const double drop = a.double_value("--target-drop", 1.0);
         if (drop < 0 || drop > 100) throw cli::usage_error("--target-drop must be between 0 and 100 points");
         mo.allowed_drop = drop / 100.0;
         try {

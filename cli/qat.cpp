@@ -72,19 +72,6 @@ const char* const qat_usage =
 
 tensor labels_tensor(const std::vector<std::int64_t>& v) { return tensor::from(v, {static_cast<std::int64_t>(v.size())}); }
 
-double parse_double(const cli::args& a, const std::string& name, double def) {
-    const auto v = a.value(name);
-    if (!v) return def;
-    try {
-        std::size_t pos = 0;
-        const double d = std::stod(*v, &pos);
-        if (pos != v->size() || !(d >= 0)) throw std::invalid_argument("");
-        return d;
-    } catch (const std::exception&) {
-        throw cli::usage_error(name + " needs a non-negative number, got '" + *v + "'");
-    }
-}
-
 int qat_command(const std::vector<std::string>& argv) {
     cli::args a(argv,
                 {"--train", "--labels", "--out", "--calib", "--config", "--param-bw", "--act-bw", "--epochs", "--batch",
@@ -122,8 +109,8 @@ int qat_command(const std::vector<std::string>& argv) {
     so.num_threads = static_cast<int>(threads);
     qo.epochs = static_cast<int>(a.int_value("--epochs", 1, 0, 100000));
     qo.batch_size = static_cast<int>(a.int_value("--batch", 32, 1, 1 << 20));
-    qo.weight_optimizer.lr = parse_double(a, "--lr", 1e-4);
-    qo.quantizer_optimizer.lr = parse_double(a, "--quant-lr", 1e-3);
+    qo.weight_optimizer.lr = a.double_value("--lr", 1e-4, 0.0);
+    qo.quantizer_optimizer.lr = a.double_value("--quant-lr", 1e-3, 0.0);
     qo.seed = static_cast<std::uint64_t>(a.int_value("--seed", 0, 0, std::int64_t{1} << 62));
     qo.num_threads = static_cast<int>(threads);
     qo.bn_training = a.flag("--bn-training");
