@@ -537,6 +537,28 @@ void integer_executor::impl::build(const quant_sim& sim) {
         return static_cast<std::ptrdiff_t>(cons[0]);
     };
 
+    // The grid a Conv/MatMul/Gemm output is requantized to: its own, or the grid after a Relu/Clip the runtime fuses
+    // into it (then `value` is that activation's output and `act` its node index).
+    struct output_grid {
+        std::string value;
+        const qgrid* grid = nullptr;
+        std::int32_t qmin = 0, qmax = 0;
+        std::ptrdiff_t act = -1;
+    };
+    auto output_grid_of = [&](const std::string& v) {
+        output_grid o;
+        o.value = v;
+        o.grid = grid_of(v);
+        if (o.grid) {
+            o.qmin = o.grid->qmin;
+            o.qmax = o.grid->qmax;
+        } else if ((o.act = fused_activation(v, o.qmin, o.qmax)) >= 0) {
+            o.value = g.nodes[static_cast<std::size_t>(o.act)].outputs[0];
+            o.grid = grid_of(o.value);
+        }
+        return o;
+    };
+
     auto make_requant = [&](const qgrid& in, const std::vector<float>& w_scales, const qgrid& out, std::int32_t qmin,
                             std::int32_t qmax) {
         detail::requant_params r;
@@ -647,17 +669,11 @@ void integer_executor::impl::build(const quant_sim& sim) {
             const qgrid* xg = grid_of(n.inputs[0]);
             const auto w = quantized_param(sim, g, n.inputs[1]);
             const value_info* xi = g.info(n.inputs[0]);
-            std::int32_t qmin = 0, qmax = 0;
-            std::string out = n.outputs[0];
-            std::ptrdiff_t act = -1;
-            const qgrid* yg = grid_of(out);
-            if (yg) {
-                qmin = yg->qmin;
-                qmax = yg->qmax;
-            } else if ((act = fused_activation(out, qmin, qmax)) >= 0) {
-                out = g.nodes[static_cast<std::size_t>(act)].outputs[0];
-                yg = grid_of(out);
-            }
+            output_grid og_out = output_grid_of(n.outputs[0]);
+            const std::string& out = og_out.value;
+            const qgrid* yg = og_out.grid;
+            const std::int32_t qmin = og_out.qmin, qmax = og_out.qmax;
+            const std::ptrdiff_t act = og_out.act;
             std::optional<param_q> b;
             bool bias_ok = !n.has_input(2);
             if (n.has_input(2)) {
@@ -700,17 +716,11 @@ void integer_executor::impl::build(const quant_sim& sim) {
         } else if (n.op_type == "MatMul" && n.inputs.size() == 2) {
             const qgrid* ag = grid_of(n.inputs[0]);
             const auto w = quantized_param(sim, g, n.inputs[1]);
-            std::int32_t qmin = 0, qmax = 0;
-            std::string out = n.outputs[0];
-            std::ptrdiff_t act = -1;
-            const qgrid* yg = grid_of(out);
-            if (yg) {
-                qmin = yg->qmin;
-                qmax = yg->qmax;
-            } else if ((act = fused_activation(out, qmin, qmax)) >= 0) {
-                out = g.nodes[static_cast<std::size_t>(act)].outputs[0];
-                yg = grid_of(out);
-            }
+            output_grid og_out = output_grid_of(n.outputs[0]);
+            const std::string& out = og_out.value;
+            const qgrid* yg = og_out.grid;
+            const std::int32_t qmin = og_out.qmin, qmax = og_out.qmax;
+            const std::ptrdiff_t act = og_out.act;
             if (ag && yg && same_type(ag, yg) && w && w->params.bitwidth <= 8 && w->shape.size() == 2 &&
                 (w->params.gran.kind == granularity_kind::per_tensor ||
                  (w->params.gran.kind == granularity_kind::per_channel && w->params.gran.axis == 1))) {
@@ -733,17 +743,11 @@ void integer_executor::impl::build(const quant_sim& sim) {
             const auto w = quantized_param(sim, g, n.inputs[1]);
             const bool trans_b = n.attr_int("transB", 0) != 0;
             const value_info* ai = g.info(n.inputs[0]);
-            std::int32_t qmin = 0, qmax = 0;
-            std::string out = n.outputs[0];
-            std::ptrdiff_t act = -1;
-            const qgrid* yg = grid_of(out);
-            if (yg) {
-                qmin = yg->qmin;
-                qmax = yg->qmax;
-            } else if ((act = fused_activation(out, qmin, qmax)) >= 0) {
-                out = g.nodes[static_cast<std::size_t>(act)].outputs[0];
-                yg = grid_of(out);
-            }
+            output_grid og_out = output_grid_of(n.outputs[0]);
+            const std::string& out = og_out.value;
+            const qgrid* yg = og_out.grid;
+            const std::int32_t qmin = og_out.qmin, qmax = og_out.qmax;
+            const std::ptrdiff_t act = og_out.act;
             std::optional<param_q> b;
             bool bias_ok = !n.has_input(2);
             if (n.has_input(2)) {
