@@ -47,6 +47,12 @@ const char* const ptq_usage =
     "  --param-bw N            weight bit width, 2..16 (default 8)\n"
     "  --act-bw N              activation bit width, 2..16 (default 8)\n"
     "  --per-channel           per-channel weights (overrides the config)\n"
+    "  --fuse-activations on|off  hard-swish / hard-sigmoid spelled out as Add(3)/Clip(0,6)/Mul/Div count as one\n"
+    "                          op: only their output is quantized, and the config's HardSwish rules apply, as\n"
+    "                          runtimes with a HardSwish kernel do (QNN, TFLite, OpenVINO). Default off: every op\n"
+    "                          of its own, as AIMET and ONNX Runtime's quantizer place them\n"
+    "  --end-bw N|off          bit width of the first and last layers' weights, the model input and the last\n"
+    "                          layer's outputs (4-bit recipes keep them at 8; default off: --param-bw / --act-bw)\n"
     "  --range METHOD          activation range setting: minmax, ema[:C], percentile:P, mse, sqnr (AIMET's\n"
     "                          TF-enhanced), entropy (default minmax)\n"
     "  --param-range METHOD    weight range setting, same choices (default minmax)\n"
@@ -102,7 +108,8 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     cli::args a(argv,
                 {"--calib", "--out", "--config", "--param-bw", "--act-bw", "--range", "--param-range",
                  "--encodings-version", "--opset", "--eval", "--labels", "--batch", "--threads", "--workers",
-                 "--bias-correction", "--adaround-iters", "--mixquant", "--target-drop", "--mp-candidates", "--report-samples"},
+                 "--bias-correction", "--adaround-iters", "--mixquant", "--target-drop", "--mp-candidates", "--report-samples", "--end-bw",
+                 "--fuse-activations"},
                 {"--per-channel", "--allow-nonfinite", "--quiet", "--fold-bn", "--cle", "--adaround", "--no-report"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
@@ -146,6 +153,11 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
         o.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
         o.activation_bitwidth = static_cast<int>(a.int_value("--act-bw", 8, 2, 16));
         if (a.flag("--per-channel")) o.per_channel = true;
+        const std::string fuse = a.value("--fuse-activations").value_or("off");
+        if (fuse != "on" && fuse != "off") throw cli::usage_error("--fuse-activations must be on or off, got '" + fuse + "'");
+        o.fuse_decomposed_activations = fuse == "on";
+        if (const auto e = a.value("--end-bw"); e && *e != "off")
+            po.end_layers_bitwidth = static_cast<int>(a.int_value("--end-bw", 8, 2, 16));
         o.activation_range = parse_range_method(a.value("--range").value_or("minmax"));
         o.param_range = parse_range_method(a.value("--param-range").value_or("minmax"));
     } catch (const invalid_argument& e) {

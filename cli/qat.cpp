@@ -11,6 +11,7 @@
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/qat/trainer.hpp>
 #include <quantsim/sim/encodings.hpp>
+#include <quantsim/sim/end_layers.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 #include "command.hpp"
@@ -50,6 +51,12 @@ const char* const qat_usage =
     "  --param-bw N            weight bit width, 2..16 (default 8)\n"
     "  --act-bw N              activation bit width, 2..16 (default 8)\n"
     "  --per-channel           per-channel weights (overrides the config)\n"
+    "  --fuse-activations on|off  hard-swish / hard-sigmoid spelled out as Add(3)/Clip(0,6)/Mul/Div count as one\n"
+    "                          op: only their output is quantized, as runtimes with a HardSwish kernel do (default:\n"
+    "                          on below 8 activation bits, where a quantizer inside hard-swish costs most; off at 8)\n"
+    "  --end-bw N|off          bit width of the first and last layers' weights, the model input and the last\n"
+    "                          layer's outputs (default: 8 when --param-bw or --act-bw is below 8, as the LSQ and\n"
+    "                          oscillation papers train 4-bit models; off = the same bit widths as the rest)\n"
     "  --epochs N              epochs (default 1)\n"
     "  --batch N               training batch (default 32)\n"
     "  --lr X                  weight learning rate, Adam (default 1e-4); cosine decay over the run\n"
@@ -76,7 +83,7 @@ int qat_command(const std::vector<std::string>& argv) {
     cli::args a(argv,
                 {"--train", "--labels", "--out", "--calib", "--config", "--param-bw", "--act-bw", "--epochs", "--batch",
                  "--lr", "--quant-lr", "--range-mode", "--eval", "--eval-labels", "--threads", "--seed",
-                 "--encodings-version", "--opset", "--encodings", "--range", "--param-range"},
+                 "--encodings-version", "--opset", "--encodings", "--range", "--param-range", "--fuse-activations", "--end-bw"},
                 {"--per-channel", "--bn-training", "--dampening", "--freezing", "--hindsight", "--quiet"});
     a.expect_positionals(1, "MODEL.onnx");
     const auto out = a.value("--out");
@@ -87,7 +94,8 @@ int qat_command(const std::vector<std::string>& argv) {
     const bool quiet = a.flag("--quiet");
     const auto start_encodings = a.value("--encodings");
     if (start_encodings)
-        for (const char* f : {"--config", "--param-bw", "--act-bw", "--calib", "--range", "--param-range"})
+        for (const char* f : {"--config", "--param-bw", "--act-bw", "--calib", "--range", "--param-range",
+                              "--fuse-activations", "--end-bw"})
             if (a.value(f)) throw cli::usage_error(std::string("--encodings and ") + f + " do not go together");
     if (start_encodings && a.flag("--per-channel"))
         throw cli::usage_error("--encodings and --per-channel do not go together");
@@ -106,6 +114,13 @@ int qat_command(const std::vector<std::string>& argv) {
         throw cli::usage_error(e.what());
     }
     if (a.flag("--per-channel")) so.per_channel = true;
+    const bool low_bits = so.param_bitwidth < 8 || so.activation_bitwidth < 8;
+    const std::string fuse = a.value("--fuse-activations").value_or(so.activation_bitwidth < 8 ? "on" : "off");
+    if (fuse != "on" && fuse != "off") throw cli::usage_error("--fuse-activations must be on or off, got '" + fuse + "'");
+    so.fuse_decomposed_activations = fuse == "on";
+    std::optional<int> end_bw;
+    if (const auto e = a.value("--end-bw"); e && *e != "off") end_bw = static_cast<int>(a.int_value("--end-bw", 8, 2, 16));
+    else if (!e && low_bits) end_bw = 8;
     so.num_threads = static_cast<int>(threads);
     qo.epochs = static_cast<int>(a.int_value("--epochs", 1, 0, 100000));
     qo.batch_size = static_cast<int>(a.int_value("--batch", 32, 1, 1 << 20));
@@ -161,6 +176,12 @@ int qat_command(const std::vector<std::string>& argv) {
         if (qo.range_mode != qat_range_mode::fixed)
             for (auto& q : sim.quantizers()) q.frozen = false;
     } else {
+        if (end_bw) {
+            const auto ends = set_end_layers_bitwidth(sim, *end_bw, *end_bw);
+            if (!quiet)
+                std::cerr << "first and last layers at " << *end_bw << " bits (" << ends.params.size() << " weights, "
+                          << ends.activations.size() << " activations)\n";
+        }
         std::vector<tensor> cb;
         const tensor& src = calib ? calib->inputs[0] : train.inputs[0];
         const std::int64_t n = calib ? calib->samples : std::min<std::int64_t>(512, train.samples);

@@ -1,5 +1,6 @@
 // The PTQ pipeline: sequences the passes (see pipeline.hpp).
 #include <quantsim/ptq/pipeline.hpp>
+#include <quantsim/sim/end_layers.hpp>
 
 #include <chrono>
 #include <map>
@@ -80,6 +81,16 @@ ptq_result run_ptq(graph model, const std::vector<std::vector<tensor>>& calibrat
     if (options.bias_correction != bias_correction_method::none) add_zero_biases(model);
 
     quant_sim sim(std::move(model), options.sim);
+    if (options.end_layers_bitwidth) {
+        const auto ends = set_end_layers_bitwidth(sim, *options.end_layers_bitwidth, *options.end_layers_bitwidth);
+        ptq_step s{"end_layers", 0, {}, false};
+        std::string names;
+        for (const auto& l : ends.first_layers) names += (names.empty() ? "" : ", ") + l;
+        for (const auto& l : ends.last_layers) names += (names.empty() ? "" : ", ") + l;
+        s.log.push_back("first and last layers at " + str(*options.end_layers_bitwidth) + " bits: " + names + " (" +
+                        str(ends.params.size()) + " weights, " + str(ends.activations.size()) + " activations)");
+        report(std::move(s), nullptr);
+    }
     std::optional<mixquant_result> mq;
     if (options.mixquant) {
         const auto t0 = clock_type::now();

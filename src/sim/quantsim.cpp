@@ -15,6 +15,7 @@
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/composite_ops.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/op.hpp>
 #include <quantsim/ir/pattern.hpp>
@@ -165,7 +166,11 @@ quantizer quant_sim::impl::make_activation_quantizer(const std::string& name, st
 
 void quant_sim::impl::place_by_config() {
     const quantsim_config& cfg = opts.config;
-    const graph& g = model;
+    // With fused activations, placement sees each decomposed hard-swish as one node; every value it still has keeps
+    // its name, so the quantizers placed on it are the model's.
+    std::optional<graph> fused;
+    if (opts.fuse_decomposed_activations) fused = fuse_decomposed_activations(model);
+    const graph& g = fused ? *fused : model;
 
     // Parameters.
     for (const node& n : g.nodes) {

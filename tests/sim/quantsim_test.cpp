@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -9,6 +10,7 @@
 #include <quantsim/ir/builder.hpp>
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/quant/fake_quant.hpp>
+#include <quantsim/sim/end_layers.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 namespace qs = quantsim;
@@ -303,4 +305,73 @@ TEST(quantsim, export_files_are_written_atomically) {
     EXPECT_GT(std::filesystem::file_size(dir / "m_qdq.onnx"), 1000u);
     EXPECT_GT(std::filesystem::file_size(dir / "m.encodings.json"), 100u);
     std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// x -> Conv -> Add(3) -> Clip(0, 6) -> Mul(conv) -> Div(6) [a decomposed hard-swish, as opset-9 exporters write it]
+//   -> Conv -> y
+qs::graph decomposed_hard_swish_net(std::mt19937& rng) {
+    qs::graph_builder b("hs_net");
+    auto x = b.input("x", {-1, 3, 6, 6});
+    auto c1 = b.node("Conv", {x, b.param("conv1.weight", random_tensor({4, 3, 1, 1}, rng, 2.0f))}, {}, named("conv1"));
+    auto a = b.node("Add", {c1, b.constant_scalar(3.f)}, {}, named("hs_add"));
+    auto cl = b.node("Clip", {a, b.constant_scalar(0.f), b.constant_scalar(6.f)}, {}, named("hs_clip"));
+    auto m = b.node("Mul", {c1, cl}, {}, named("hs_mul"));
+    auto d = b.node("Div", {m, b.constant_scalar(6.f)}, {}, named("hs"));
+    b.output(b.node("Conv", {d, b.param("conv2.weight", random_tensor({2, 4, 1, 1}, rng))}, {}, named("conv2")));
+    return b.build();
+}
+
+}  // namespace
+
+TEST(quantsim, fused_activations_quantize_a_decomposed_hard_swish_only_at_its_output) {
+    std::mt19937 rng(seed);
+    const qs::graph g = decomposed_hard_swish_net(rng);
+    auto enabled = [](const qs::quant_sim& s, const std::string& v) {
+        const auto* q = s.find(v);
+        return q != nullptr && q->enabled;
+    };
+    qs::quantsim_options o;
+    qs::quant_sim plain(g, o);
+    for (const char* v : {"conv1_out", "hs_add_out", "hs_clip_out", "hs_mul_out", "hs_out"}) EXPECT_TRUE(enabled(plain, v)) << v;
+
+    o.fuse_decomposed_activations = true;
+    qs::quant_sim fused(g, o);
+    for (const char* v : {"hs_add_out", "hs_clip_out", "hs_mul_out"}) EXPECT_FALSE(enabled(fused, v)) << v;
+    EXPECT_TRUE(enabled(fused, "conv1_out"));  // the default config has no Conv -> HardSwish supergroup
+    ASSERT_TRUE(enabled(fused, "hs_out"));
+    EXPECT_EQ(fused.find("hs_out")->op_type, "HardSwish");
+
+    // The HTP-like config fuses Conv -> HardSwish: only the activation's output is quantized.
+    o.config = qs::quantsim_config::builtin("htp");
+    qs::quant_sim htp(g, o);
+    EXPECT_FALSE(enabled(htp, "conv1_out"));
+    EXPECT_TRUE(enabled(htp, "hs_out"));
+
+    // The model is unchanged and the simulation runs: placing differently changes no FP32 value.
+    EXPECT_EQ(fused.model().nodes.size(), g.nodes.size());
+    fused.compute_encodings(std::vector<qs::tensor>{random_tensor({2, 3, 6, 6}, rng)});
+    const qs::tensor y = fused.forward(random_tensor({2, 3, 6, 6}, rng));
+    EXPECT_EQ(y.numel(), 2 * 2 * 6 * 6);
+}
+
+TEST(quantsim, end_layers_are_the_first_and_last_weighted_layers_and_their_outer_activations) {
+    std::mt19937 rng(seed);
+    qs::quantsim_options o;
+    o.param_bitwidth = 4;
+    o.activation_bitwidth = 4;
+    qs::quant_sim sim(small_net(rng), o);
+    const auto ends = qs::set_end_layers_bitwidth(sim, 8, 8);
+    EXPECT_EQ(ends.first_layers, std::vector<std::string>{"conv1"});
+    EXPECT_EQ(ends.last_layers, std::vector<std::string>{"fc"});
+    EXPECT_EQ(ends.params, (std::vector<std::string>{"conv1.weight", "fc.weight"}));
+    // The model input, and the Gemm's and Softmax's outputs; conv2 and everything between stay at 4 bits.
+    EXPECT_EQ(ends.activations, (std::vector<std::string>{"fc_out", "softmax_out", "x"}));
+    for (const auto& q : sim.quantizers()) {
+        if (!q.enabled || q.is_derived_bias()) continue;
+        const bool end = std::count(ends.params.begin(), ends.params.end(), q.name) +
+                             std::count(ends.activations.begin(), ends.activations.end(), q.name) > 0;
+        EXPECT_EQ(q.spec.bitwidth, end ? 8 : 4) << q.name;
+    }
 }

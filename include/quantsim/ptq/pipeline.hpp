@@ -43,12 +43,15 @@ struct ptq_options {
     std::optional<mp_search_options> mixed_precision;
     mp_eval_fn mixed_precision_eval;
     quantsim_options sim{};
+    /// Bit width of the first and last layers' weights and their input/output activations (sim/end_layers.hpp), when
+    /// it differs from the rest: 4-bit recipes keep them at 8.
+    std::optional<int> end_layers_bitwidth;
     calibration_options calibration{};
 };
 
 /// What one step did.
 struct ptq_step {
-    /// "fold_bn", "cle", "mixquant", "range_setting", "mixed_precision", "bias_correction", "adaround"
+    /// "fold_bn", "cle", "end_layers", "mixquant", "range_setting", "mixed_precision", "bias_correction", "adaround"
     std::string name;
     double seconds = 0;
     std::vector<std::string> log;  ///< readable lines: folds, chains, corrected layers, per-layer AdaRound times

@@ -70,6 +70,12 @@ struct quantsim_options {
     /// false: the reference path, a hook that fake-quantizes each value after its (unfused) producing step. Both give
     /// identical results.
     bool fused_forward = true;
+    /// Place quantizers on hard-swish and hard-sigmoid spelled out in elementary ops (Add(x, 3) -> Clip(0, 6) ->
+    /// Mul(x, .) -> Div(., 6), see ir/composite_ops.hpp) as on one HardSwish / HardSigmoid op: only the result is
+    /// quantized, and the config's rules and supergroups for those op types apply (Conv -> HardSwish, ...). This is
+    /// what runtimes with such kernels do (QNN, TFLite, OpenVINO). false: every elementary op is an op of its own,
+    /// as AIMET and ONNX Runtime's quantizer treat them.
+    bool fuse_decomposed_activations = false;
 };
 
 struct calibration_options {
