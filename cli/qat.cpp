@@ -59,7 +59,7 @@ const char* const qat_usage =
     "                          oscillation papers train 4-bit models; off = the same bit widths as the rest)\n"
     "  --epochs N              epochs (default 1)\n"
     "  --batch N               training batch (default 32)\n"
-    "  --lr X                  weight learning rate, Adam (default 1e-4); cosine decay over the run\n"
+    "  --lr X                  weight learning rate, Adam (default 1e-3); cosine decay over the run\n"
     "  --quant-lr X            encoding learning rate (default 1e-3)\n"
     "  --range-mode M          lsq, range-learning (AIMET) or fixed (default lsq)\n"
     "  --bn-training           batch statistics during training, re-estimated afterwards (default: BN frozen)\n"
@@ -124,7 +124,7 @@ int qat_command(const std::vector<std::string>& argv) {
     so.num_threads = static_cast<int>(threads);
     qo.epochs = static_cast<int>(a.int_value("--epochs", 1, 0, 100000));
     qo.batch_size = static_cast<int>(a.int_value("--batch", 32, 1, 1 << 20));
-    qo.weight_optimizer.lr = a.double_value("--lr", 1e-4, 0.0);
+    qo.weight_optimizer.lr = a.double_value("--lr", 1e-3, 0.0);
     qo.quantizer_optimizer.lr = a.double_value("--quant-lr", 1e-3, 0.0);
     qo.seed = static_cast<std::uint64_t>(a.int_value("--seed", 0, 0, std::int64_t{1} << 62));
     qo.num_threads = static_cast<int>(threads);

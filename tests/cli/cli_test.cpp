@@ -328,6 +328,14 @@ TEST_F(cli, ptq_pipeline_flags_run_every_step_and_reject_conflicts) {
     r = run(base + " --bias-correction magic");
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
+    r = run(base + " --param-bw 4 --act-bw 4 --end-bw 8 --fuse-activations on --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"end_layers\""), std::string::npos) << r.out;
+    r = run(base + " --fuse-activations maybe");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--fuse-activations must be on or off"), std::string::npos) << r.err;
+    r = run(base + " --end-bw 1");
+    EXPECT_EQ(r.code, 2);
     r = run(base + " --adaround-iters 10");
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("--adaround-iters needs --adaround"), std::string::npos) << r.err;
@@ -376,7 +384,7 @@ TEST_F(cli, qat_trains_writes_reproducible_outputs_and_starts_from_a_ptq_result)
     };
 
     auto r = run("qat " + path("model.onnx") + data + eval + " --out " + path("qat") +
-                 " --param-bw 4 --act-bw 4 --epochs 8 --batch 16 --lr 0.01 --quiet");
+                 " --param-bw 4 --act-bw 4 --end-bw off --epochs 8 --batch 16 --lr 0.01 --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
     for (const char* f : {"model.onnx", "model.encodings.json", "model_qdq.onnx"}) EXPECT_TRUE(fs::exists(dir_ / "qat" / f)) << f;
     const double before = number(r.out, "calibrated_top1"), after = number(r.out, "quantized_top1");
@@ -391,10 +399,16 @@ TEST_F(cli, qat_trains_writes_reproducible_outputs_and_starts_from_a_ptq_result)
     EXPECT_NEAR(number(e.out, "top1"), after, 1e-6) << e.out;
 
     // Dampening and freezing run; from a PTQ result the run starts from its encodings (no calibration).
-    r = run("qat " + path("model.onnx") + data + " --out " + path("qat2") + " --param-bw 3 --act-bw 4 --epochs 2 --batch 16"
+    r = run("qat " + path("model.onnx") + data + " --out " + path("qat2") + " --param-bw 3 --act-bw 4 --end-bw off --epochs 2 --batch 16"
             " --dampening --freezing --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_GE(number(r.out, "frozen_weights"), 0.0) << r.out;
+    // Below 8 bits the first and last layers stay at 8 bits by default: here that is every weight, so no weight has
+    // the <= 4 bits that oscillation tracking covers.
+    r = run("qat " + path("model.onnx") + data + " --out " + path("qat2b") + " --param-bw 3 --act-bw 4 --epochs 1 --batch 16 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(number(r.out, "tracked_weights"), -1.0) << r.out;
+    EXPECT_NE(read_file_string(dir_ / "qat2b" / "model.encodings.json").find("\"bw\": 8"), std::string::npos);
     r = run("ptq " + path("model.onnx") + " --calib " + path("x.npy") + " --out " + path("ptq") + " --param-bw 4 --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
     r = run("qat " + path("ptq/model.onnx") + " --encodings " + path("ptq/model.encodings.json") + data + eval +

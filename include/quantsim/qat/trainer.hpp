@@ -30,7 +30,7 @@ enum class qat_range_mode : std::uint8_t {
 struct qat_options {
     qat_range_mode range_mode = qat_range_mode::lsq;
     bool lsq_grad_scaling = true;  ///< LSQ's 1 / sqrt(N * Qp) on the scale and zero-point gradients
-    optimizer_options weight_optimizer{optimizer_kind::adam, 1e-4};
+    optimizer_options weight_optimizer{optimizer_kind::adam, 1e-3};
     optimizer_options quantizer_optimizer{optimizer_kind::adam, 1e-3};
     bool cosine_schedule = true;       ///< cosine decay of both learning rates to min_lr_fraction over the run
     double min_lr_fraction = 0.0;
