@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstddef>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +34,5 @@ std::vector<composite_activation> match_decomposed_activations(const graph& g);
 /// A copy of `g` with each match replaced by one node of its op type reading `input` and writing `output` (the
 /// HardSigmoid with alpha 1/6 and beta 0.5). Names of every other value and node are kept.
 graph fuse_decomposed_activations(const graph& g);
-
-/// The float32 scalar parameter read by input `input` of `n`, if it is one.
-std::optional<float> scalar_param_input(const graph& g, const node& n, std::size_t input);
 
 }  // namespace quantsim

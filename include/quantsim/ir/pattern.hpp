@@ -51,6 +51,9 @@ std::size_t use_count(const graph& g, std::string_view value);
 /// The parameter tensor behind `value`, or nullptr (not a parameter).
 const tensor* param_value(const graph& g, std::string_view value);
 
+/// The float32 scalar parameter (one element, any rank) read by input `input` of `n`, if it is one.
+std::optional<float> scalar_param_input(const graph& g, const node& n, std::size_t input);
+
 /// Removes node `index`, handing its first output's readers its input `input` instead (Identity, Dropout, a no-op
 /// Reshape, ...). When that output is a graph output, the producer of `input` is renamed to produce the graph
 /// output's name, so the model's interface keeps its names; if that is impossible (the input is a model input, a

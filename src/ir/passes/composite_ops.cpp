@@ -120,13 +120,6 @@ struct matcher {
 
 }  // namespace
 
-std::optional<float> scalar_param_input(const graph& g, const node& n, std::size_t input) {
-    if (input >= n.inputs.size() || n.inputs[input].empty()) return std::nullopt;
-    const tensor* t = param_value(g, n.inputs[input]);
-    if (!t || t->type() != dtype::float32 || t->numel() != 1) return std::nullopt;
-    return t->f32()[0];
-}
-
 std::vector<composite_activation> match_decomposed_activations(const graph& g) {
     matcher m(g);
     std::vector<composite_activation> out;

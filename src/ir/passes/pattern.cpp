@@ -38,6 +38,13 @@ const tensor* param_value(const graph& g, std::string_view value) {
     return it == g.params.end() ? nullptr : &it->second;
 }
 
+std::optional<float> scalar_param_input(const graph& g, const node& n, std::size_t input) {
+    if (input >= n.inputs.size() || n.inputs[input].empty()) return std::nullopt;
+    const tensor* t = param_value(g, n.inputs[input]);
+    if (!t || t->type() != dtype::float32 || t->numel() != 1) return std::nullopt;
+    return t->f32()[0];
+}
+
 std::vector<std::vector<std::size_t>> match_chains(const graph& g, const std::vector<op_pattern>& chain,
                                                    const chain_match_options& options) {
     std::vector<std::vector<std::size_t>> matches;

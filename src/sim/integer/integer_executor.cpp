@@ -17,6 +17,7 @@
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/ir/kernels/alloc.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/ir/pattern.hpp>
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/quantize.hpp>
 #include <quantsim/sim/detail/integer_kernels.hpp>
@@ -395,18 +396,6 @@ std::optional<param_q> quantized_param(const quant_sim& sim, const graph& g, con
     return r;
 }
 
-const tensor* param_value(const graph& g, const std::string& name) {
-    auto it = g.params.find(name);
-    return it == g.params.end() ? nullptr : &it->second;
-}
-
-std::optional<float> scalar_param(const graph& g, const node& n, std::size_t input) {
-    if (!n.has_input(input)) return std::nullopt;
-    const tensor* t = param_value(g, n.inputs[input]);
-    if (!t || t->type() != dtype::float32 || t->numel() != 1) return std::nullopt;
-    return t->f32()[0];
-}
-
 // True when node n computes, at every position, a function of its inputs' values at that position and of at most
 // one constant per channel (axis 1 of the island input, whose rank is `rank`, -1 when unknown): what makes an island
 // a function of its input code and channel. Parameters may broadcast along axis 1 only.
@@ -503,12 +492,12 @@ void integer_executor::impl::build(const quant_sim& sim) {
         float lo = a.op_type == "Relu" ? 0.0f : -INFINITY, hi = INFINITY;
         if (a.op_type == "Clip") {
             if (a.has_input(1)) {
-                auto v = scalar_param(g, a, 1);
+                auto v = scalar_param_input(g, a, 1);
                 if (!v) return -1;
                 lo = *v;
             }
             if (a.has_input(2)) {
-                auto v = scalar_param(g, a, 2);
+                auto v = scalar_param_input(g, a, 2);
                 if (!v) return -1;
                 hi = *v;
             }
