@@ -208,6 +208,58 @@ TEST(quant_gradients, sums_do_not_depend_on_thread_count) {
     }
 }
 
+// The vector path (one-group runs, nearest-even) against the reference loop: the same input gradient bit for bit and
+// the same sums up to summation order, on exact ties and their neighbours, grid ends, huge values (|x / s| >= 2^22),
+// infinities, and a NaN in one channel (that run falls back to the reference).
+TEST(quant_gradients, vector_path_matches_the_reference_loop) {
+    const std::uint64_t seed = test_seed();
+    SCOPED_TRACE(seed_trace(seed));
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    constexpr double sum_rel_tol = 1e-12;  // double sums of exact float products, different order
+    const std::int64_t rows = 7, cols = 1000;
+    for (const auto& gran : {granularity::per_tensor(), granularity::per_channel(0)}) {
+        for (const auto arith : {scale_arithmetic::divide, scale_arithmetic::multiply_reciprocal}) {
+            for (const bool with_nan : {false, true}) {
+                const quant_params p =
+                    make_params(4, true, qscheme::asymmetric, gran, gran.kind == granularity_kind::per_tensor ? 1 : rows, rng);
+                tensor x = tensor::empty({rows, cols}), g = tensor::empty({rows, cols});
+                for (std::int64_t i = 0; i < x.numel(); ++i) {
+                    const float s = p.scale[p.size() == 1 ? 0 : static_cast<std::size_t>(i / cols)];
+                    const std::int64_t kind = i % 10;
+                    float v = nd(rng) * 4;
+                    if (kind == 1) v = std::round(v) + 0.5f;                                   // exact tie
+                    if (kind == 2) v = std::nextafter(std::round(v) + 0.5f, 100.0f);           // just above a tie
+                    if (kind == 3) v = static_cast<float>(p.zero_point.front() % 3) + 7.5f;    // near the top end
+                    if (kind == 4 && i % 70 == 4) v = (i % 140 == 4 ? 1 : -1) * 0x1.8p22f;     // beyond 2^22
+                    x.f32()[i] = v * s;
+                    g.f32()[i] = nd(rng);
+                }
+                x.f32()[13] = std::numeric_limits<float>::infinity();
+                x.f32()[27] = -std::numeric_limits<float>::infinity();
+                if (with_nan) x.f32()[cols * 3 + 5] = std::numeric_limits<float>::quiet_NaN();
+                quant_options o;
+                o.arithmetic = arith;
+                const resolved_granularity rg = check_quant_params(p, x.shape(), "test");
+                std::vector<float> dx_fast(static_cast<std::size_t>(x.numel())), dx_ref(dx_fast.size());
+                detail::backward_sums fast, ref;
+                detail::fq_backward_impl<float, true>(x.f32(), g.f32(), dx_fast.data(), x.numel(), x.shape(), rg, p, o, &fast);
+                detail::fq_backward_impl<float, false>(x.f32(), g.f32(), dx_ref.data(), x.numel(), x.shape(), rg, p, o, &ref);
+                EXPECT_EQ(first_bit_mismatch(dx_fast.data(), dx_ref.data(), x.numel()), -1);
+                ASSERT_EQ(fast.scale.size(), ref.scale.size());
+                for (std::size_t k = 0; k < ref.scale.size(); ++k) {
+                    if (std::isnan(ref.scale[k])) {
+                        EXPECT_TRUE(std::isnan(fast.scale[k])) << k;
+                        continue;
+                    }
+                    EXPECT_NEAR(fast.scale[k], ref.scale[k], sum_rel_tol * (1 + std::fabs(ref.scale[k]))) << k;
+                    EXPECT_NEAR(fast.offset[k], ref.offset[k], sum_rel_tol * (1 + std::fabs(ref.offset[k]))) << k;
+                }
+            }
+        }
+    }
+}
+
 TEST(quant_gradients, nan_inputs_propagate) {
     tensor x = tensor::from({1.0f, std::numeric_limits<float>::quiet_NaN(), 0.5f}, {3});
     tensor g = tensor::full({3}, 1.0f);

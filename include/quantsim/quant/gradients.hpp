@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include <quantsim/core/tensor.hpp>
@@ -38,7 +39,74 @@ struct backward_sums {
     std::vector<double> offset;
 };
 
-template <class C>
+/// The loop body of fq_backward_impl for elements [i0, i0 + count) of one run: the plain reference.
+template <class C, class View>
+void fq_backward_run_ref(const float* x, const float* g, float* dx, std::int64_t i0, std::int64_t count,
+                         const View& view, const quant_options& o, double* ps) {
+    for (std::int64_t j = 0; j < count; ++j) {
+        const std::int64_t i = i0 + j;
+        const C s = view.s(j);
+        const C v = o.arithmetic == scale_arithmetic::divide ? static_cast<C>(x[i]) / s : static_cast<C>(x[i]) * view.inv(j);
+        const C r = round_ref<C>(v, o.rounding, o.seed, static_cast<std::uint64_t>(i));
+        const double gi = g[i];
+        if (std::isnan(v)) {
+            if (dx) dx[i] = std::numeric_limits<float>::quiet_NaN();
+            if (ps) ps[2 * static_cast<std::size_t>(view.gid(j))] += std::numeric_limits<double>::quiet_NaN();
+            continue;
+        }
+        const bool below = r < view.lo(j), above = r > view.hi(j), inside = !below && !above;
+        if (dx) dx[i] = inside ? g[i] : 0.0f;
+        if (ps) {
+            const auto k = 2 * static_cast<std::size_t>(view.gid(j));
+            const double ds = inside ? static_cast<double>(r) - static_cast<double>(v)
+                                     : static_cast<double>(below ? view.lo(j) : view.hi(j));
+            ps[k] += gi * ds;
+            if (!inside) ps[k + 1] += gi * static_cast<double>(s);
+        }
+    }
+}
+
+/// Vector path for a float run with one group and round-to-nearest-even (QAT's common case: per-tensor activations,
+/// per-channel weight rows). Same values as the reference: |v| < 2^22 rounds by adding and subtracting 1.5 * 2^23
+/// (exact nearest-even in the default FP mode); larger |v| lie outside every grid, where only the comparison with
+/// lo/hi matters. r - v is exact in float and each g * ds is exact in double, so only the summation order of the
+/// per-group sums differs (16 lanes, then in lane order). Returns false, having added nothing to the sums, when the
+/// run holds a NaN: the reference then handles it.
+template <bool Divide, bool WantDx>
+bool fq_backward_run_nearest(const float* x, const float* g, float* dx, std::int64_t count,
+                             const const_view<float>& view, double* ps) {
+    constexpr int lanes = 16;
+    const float s = view.s(0), inv = view.inv(0), lo = view.lo(0), hi = view.hi(0);
+    double acc_s[lanes] = {}, acc_o[lanes] = {};
+    int nan = 0;
+    const auto element = [&](std::int64_t j, int k) __attribute__((always_inline)) {
+        const float v = Divide ? x[j] / s : x[j] * inv;
+        const float r = std::fabs(v) < 0x1p22f ? (v + 0x1.8p23f) - 0x1.8p23f : v;
+        const bool below = r < lo, above = r > hi, inside = !below && !above;
+        nan |= v != v;
+        const float gk = g[j];
+        if constexpr (WantDx) dx[j] = inside ? gk : 0.0f;
+        const float ds = inside ? r - v : (below ? lo : hi);
+        acc_s[k] += static_cast<double>(gk) * static_cast<double>(ds);
+        acc_o[k] += inside ? 0.0 : static_cast<double>(gk) * static_cast<double>(s);
+    };
+    std::int64_t j = 0;
+    for (; j + lanes <= count; j += lanes)
+        for (int k = 0; k < lanes; ++k) element(j + k, k);
+    for (; j < count; ++j) element(j, 0);
+    if (nan) return false;
+    if (ps) {
+        double ts = 0, to = 0;
+        for (int k = 0; k < lanes; ++k) ts += acc_s[k], to += acc_o[k];
+        const auto k = 2 * static_cast<std::size_t>(view.gid(0));
+        ps[k] += ts;
+        ps[k + 1] += to;
+    }
+    return true;
+}
+
+/// Vector = false runs only the reference loop (tests compare the two).
+template <class C, bool Vector = true>
 void fq_backward_impl(const float* x, const float* g, float* dx, std::int64_t n, const shape_t& shape,
                       const resolved_granularity& rg, const quant_params& p, const quant_options& o,
                       backward_sums* sums) {
@@ -54,28 +122,20 @@ void fq_backward_impl(const float* x, const float* g, float* dx, std::int64_t n,
         double* ps = sums ? partial.data() + static_cast<std::size_t>(c) * groups * 2 : nullptr;
         const std::int64_t begin = c * chunk, end = std::min(n, begin + chunk);
         for_each_run<C>(L, G, begin, end, [&](std::int64_t i0, std::int64_t count, const auto& view) {
-            for (std::int64_t j = 0; j < count; ++j) {
-                const std::int64_t i = i0 + j;
-                const C s = view.s(j);
-                const C v = o.arithmetic == scale_arithmetic::divide ? static_cast<C>(x[i]) / s
-                                                                     : static_cast<C>(x[i]) * view.inv(j);
-                const C r = round_ref<C>(v, o.rounding, o.seed, static_cast<std::uint64_t>(i));
-                const double gi = g[i];
-                if (std::isnan(v)) {
-                    if (dx) dx[i] = std::numeric_limits<float>::quiet_NaN();
-                    if (ps) ps[2 * static_cast<std::size_t>(view.gid(j))] += std::numeric_limits<double>::quiet_NaN();
-                    continue;
-                }
-                const bool below = r < view.lo(j), above = r > view.hi(j), inside = !below && !above;
-                if (dx) dx[i] = inside ? g[i] : 0.0f;
-                if (ps) {
-                    const auto k = 2 * static_cast<std::size_t>(view.gid(j));
-                    const double ds = inside ? static_cast<double>(r) - static_cast<double>(v)
-                                             : static_cast<double>(below ? view.lo(j) : view.hi(j));
-                    ps[k] += gi * ds;
-                    if (!inside) ps[k + 1] += gi * static_cast<double>(s);
+            if constexpr (Vector && std::is_same_v<C, float> &&
+                          std::is_same_v<std::decay_t<decltype(view)>, const_view<float>>) {
+                if (o.rounding == rounding_mode::nearest_even) {
+                    const bool divide = o.arithmetic == scale_arithmetic::divide;
+                    float* d = dx ? dx + i0 : nullptr;
+                    const bool done =
+                        divide ? (dx ? fq_backward_run_nearest<true, true>(x + i0, g + i0, d, count, view, ps)
+                                     : fq_backward_run_nearest<true, false>(x + i0, g + i0, d, count, view, ps))
+                               : (dx ? fq_backward_run_nearest<false, true>(x + i0, g + i0, d, count, view, ps)
+                                     : fq_backward_run_nearest<false, false>(x + i0, g + i0, d, count, view, ps));
+                    if (done) return;
                 }
             }
+            fq_backward_run_ref<C>(x, g, dx, i0, count, view, o, ps);
         });
     };
 #if QUANTSIM_HAS_OPENMP
