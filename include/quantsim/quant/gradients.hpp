@@ -14,6 +14,9 @@
 #pragma once
 
 #include <algorithm>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -69,9 +72,16 @@ void fq_backward_run_ref(const float* x, const float* g, float* dx, std::int64_t
 /// Vector path for a float run with one group and round-to-nearest-even (QAT's common case: per-tensor activations,
 /// per-channel weight rows). Same values as the reference: |v| < 2^22 rounds by adding and subtracting 1.5 * 2^23
 /// (exact nearest-even in the default FP mode); larger |v| lie outside every grid, where only the comparison with
-/// lo/hi matters. r - v is exact in float and each g * ds is exact in double, so only the summation order of the
-/// per-group sums differs (16 lanes, then in lane order). Returns false, having added nothing to the sums, when the
+/// lo/hi matters. r - v is exact in float and each g * ds is exact in double, so the input gradient is the same bit
+/// for bit and the per-group sums differ only in summation order (16 lanes, then in lane order; the AVX-512 loop
+/// also sums g outside the grid and multiplies by s once). Returns false, having added nothing to the sums, when the
 /// run holds a NaN: the reference then handles it.
+// GCC 12 reports the deliberately undefined pass-through operand inside unmasked AVX-512 intrinsics as
+// maybe-uninitialized once they are inlined; it says nothing about this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <bool Divide, bool WantDx>
 bool fq_backward_run_nearest(const float* x, const float* g, float* dx, std::int64_t count,
                              const const_view<float>& view, double* ps) {
@@ -91,12 +101,48 @@ bool fq_backward_run_nearest(const float* x, const float* g, float* dx, std::int
         acc_o[k] += inside ? 0.0 : static_cast<double>(gk) * static_cast<double>(s);
     };
     std::int64_t j = 0;
+    double vs = 0, vo = 0;  // the AVX-512 loop's sums (its offset sum is s * sum g, rounded once)
+#if defined(__AVX512F__)
+    {
+        // GCC does not vectorize element() (float compares feeding double accumulators): the same steps, 16 lanes.
+        const __m512 s16 = _mm512_set1_ps(s), inv16 = _mm512_set1_ps(inv), lo16 = _mm512_set1_ps(lo),
+                     hi16 = _mm512_set1_ps(hi), magic = _mm512_set1_ps(0x1.8p23f), big = _mm512_set1_ps(0x1p22f);
+        __m512d as0 = _mm512_setzero_pd(), as1 = as0, ao0 = as0, ao1 = as0;
+        __mmask16 nan16 = 0;
+        for (; j + lanes <= count; j += lanes) {
+            const __m512 xv = _mm512_loadu_ps(x + j);
+            const __m512 v = Divide ? _mm512_div_ps(xv, s16) : _mm512_mul_ps(xv, inv16);
+            const __m512 rounded = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
+            const __m512 r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v), big, _CMP_LT_OQ), v, rounded);
+            const __mmask16 below = _mm512_cmp_ps_mask(r, lo16, _CMP_LT_OQ);
+            const __mmask16 above = _mm512_cmp_ps_mask(r, hi16, _CMP_GT_OQ);
+            const __mmask16 outside = below | above;
+            nan16 |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            const __m512 gv = _mm512_loadu_ps(g + j);
+            if constexpr (WantDx) _mm512_storeu_ps(dx + j, _mm512_maskz_mov_ps(static_cast<__mmask16>(~outside), gv));
+            const __m512 ds = _mm512_mask_blend_ps(outside, _mm512_sub_ps(r, v), _mm512_mask_blend_ps(below, hi16, lo16));
+            // Halves by extract (GCC 12's _mm512_castps512_ps256 trips -Wmaybe-uninitialized).
+            const auto half = [](__m512 a, auto k) {
+                return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(_mm512_castps_si512(a), k.value)));
+            };
+            const __m512d g0 = half(gv, std::integral_constant<int, 0>{}), g1 = half(gv, std::integral_constant<int, 1>{});
+            const __m512d d0 = half(ds, std::integral_constant<int, 0>{}), d1 = half(ds, std::integral_constant<int, 1>{});
+            as0 = _mm512_fmadd_pd(g0, d0, as0);
+            as1 = _mm512_fmadd_pd(g1, d1, as1);
+            ao0 = _mm512_mask_add_pd(ao0, static_cast<__mmask8>(outside), ao0, g0);
+            ao1 = _mm512_mask_add_pd(ao1, static_cast<__mmask8>(outside >> 8), ao1, g1);
+        }
+        nan |= nan16 != 0;
+        vs = _mm512_reduce_add_pd(_mm512_add_pd(as0, as1));
+        vo = _mm512_reduce_add_pd(_mm512_add_pd(ao0, ao1)) * static_cast<double>(s);
+    }
+#endif
     for (; j + lanes <= count; j += lanes)
         for (int k = 0; k < lanes; ++k) element(j + k, k);
     for (; j < count; ++j) element(j, 0);
     if (nan) return false;
     if (ps) {
-        double ts = 0, to = 0;
+        double ts = vs, to = vo;
         for (int k = 0; k < lanes; ++k) ts += acc_s[k], to += acc_o[k];
         const auto k = 2 * static_cast<std::size_t>(view.gid(0));
         ps[k] += ts;
@@ -104,6 +150,9 @@ bool fq_backward_run_nearest(const float* x, const float* g, float* dx, std::int
     }
     return true;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /// Vector = false runs only the reference loop (tests compare the two).
 template <class C, bool Vector = true>
