@@ -22,9 +22,12 @@
 #include <quantsim/core/tensor.hpp>
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/composite_ops.hpp>
 #include <quantsim/ir/executor.hpp>
 #include <quantsim/sim/config.hpp>
 #include <quantsim/sim/encodings.hpp>
+#include <quantsim/sim/end_layers.hpp>
+#include <quantsim/sim/quantsim.hpp>
 
 namespace quantsim::fuzz {
 
@@ -163,6 +166,28 @@ inline void onnx_target(const std::uint8_t* data, std::size_t size) {
         (void)load_onnx_from_memory(bytes, {}, "fuzz-reexport.onnx");
     } catch (const error& e) {
         throw finding(std::string("onnx: an accepted model does not re-import after export: ") + e.what());
+    }
+    // Placement on the decomposed-activation view and the end-layer walks take any accepted graph: the fused view
+    // must still be a valid graph, and quantizer placement may only fail with a quantsim error.
+    graph fused;
+    try {
+        fused = fuse_decomposed_activations(g);
+    } catch (const error& e) {
+        check_quantsim_error(e, "fuse_decomposed_activations");
+        return;
+    }
+    try {
+        fused.validate();
+    } catch (const error& e) {
+        throw finding(std::string("onnx: fuse_decomposed_activations made an invalid graph: ") + e.what());
+    }
+    try {
+        quantsim_options so;
+        so.fuse_decomposed_activations = true;
+        quant_sim sim(g, so);
+        (void)set_end_layers_bitwidth(sim, 8, 8);
+    } catch (const error& e) {
+        check_quantsim_error(e, "onnx placement");
     }
     run_small_model(g);
 }

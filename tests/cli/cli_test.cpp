@@ -386,7 +386,7 @@ TEST_F(cli, qat_trains_writes_reproducible_outputs_and_starts_from_a_ptq_result)
     auto r = run("qat " + path("model.onnx") + data + eval + " --out " + path("qat") +
                  " --param-bw 4 --act-bw 4 --end-bw off --epochs 8 --batch 16 --lr 0.01 --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
-    for (const char* f : {"model.onnx", "model.encodings.json", "model_qdq.onnx"}) EXPECT_TRUE(fs::exists(dir_ / "qat" / f)) << f;
+    for (const char* file : {"model.onnx", "model.encodings.json", "model_qdq.onnx"}) EXPECT_TRUE(fs::exists(dir_ / "qat" / file)) << file;
     const double before = number(r.out, "calibrated_top1"), after = number(r.out, "quantized_top1");
     EXPECT_GT(after, before) << r.out;
     EXPECT_GE(after, 0.75) << r.out;
