@@ -89,11 +89,13 @@ void BM_classifier_calibrate_sqnr_256(benchmark::State& state) {
     qs::quantsim_options o;
     o.num_threads = static_cast<int>(state.range(0));
     o.activation_range = qs::parse_range_method("sqnr");
+    qs::calibration_options co;
+    co.histogram_sample = static_cast<std::size_t>(state.range(1));  // 1 = count every value
     for (auto _ : state) {
         state.PauseTiming();
         qs::quant_sim sim(g, o);
         state.ResumeTiming();
-        sim.compute_encodings(b);
+        sim.compute_encodings(b, co);
     }
     state.SetItemsProcessed(state.iterations() * 256);
 }
@@ -130,7 +132,7 @@ BENCHMARK(BM_classifier_simulated_forward)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_classifier_fp32_pass_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_classifier_calibrate_sqnr_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_classifier_calibrate_sqnr_256)->Args({1, 1})->Args({2, 1})->Args({1, 8})->Args({2, 8})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_classifier_calibrate_sqnr_256_workers)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -21,6 +21,7 @@
 #include <quantsim/ir/pattern.hpp>
 #include <quantsim/quant/fake_quant.hpp>
 #include <quantsim/quant/observers.hpp>
+#include <quantsim/sim/detail/observe_split.hpp>
 
 namespace quantsim {
 
@@ -460,12 +461,8 @@ void compute_param_encoding(quantizer& q, const tensor& w) {
 }
 }  // namespace
 
-namespace {
-// Observes one calibration value on the executor's threads: the hook runs between steps, while the pool is idle.
-// Contiguous parts go to empty copies of the observer, merged in order: exact (the same state as observe(value))
-// for every observer but the moving average, whose batch must count once (it observes serially). Any error
-// re-runs the serial observe, which throws naming the element and leaves `obs` unchanged.
-void observe_value(observer& obs, const tensor& value) {
+// Runs in calibration's hook, between executor steps, while the pool is idle (detail/observe_split.hpp).
+void detail::observe_split(observer& obs, const tensor& value) {
     constexpr std::size_t min_part = std::size_t{1} << 16;
     const int threads = kernel_threads();
     const std::size_t n = value.defined() && value.type() == dtype::float32 ? static_cast<std::size_t>(value.numel()) : 0;
@@ -478,9 +475,13 @@ void observe_value(observer& obs, const tensor& value) {
     for (auto& l : local) l.reset();
     std::vector<char> failed(parts, 0);
     const std::span<const float> x = value.span<float>();
+    // Parts start at multiples of 16384 values, exact_histogram's chunk: sampled counting then counts the same
+    // blocks as one observe() of the whole value, so encodings do not depend on the thread count.
+    constexpr std::size_t align = std::size_t{1} << 14;
+    const auto edge = [&](std::size_t k) { return k == parts ? n : n * k / parts / align * align; };
     detail::parallel_for(static_cast<std::int64_t>(parts), [&](std::int64_t i) {
         const auto k = static_cast<std::size_t>(i);
-        const std::size_t b = n * k / parts, e = n * (k + 1) / parts;
+        const std::size_t b = edge(k), e = edge(k + 1);
         try {
             local[k].observe(x.subspan(b, e - b));
         } catch (...) {
@@ -493,7 +494,6 @@ void observe_value(observer& obs, const tensor& value) {
     }
     for (const auto& l : local) obs.merge(l);
 }
-}  // namespace
 
 void quant_sim::compute_param_encodings() {
     impl& m = *impl_;
@@ -546,6 +546,7 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
         for (std::size_t i : observed) {
             observer_options oo;
             oo.label = m.qs[i].name;
+            oo.histogram_sample = options.histogram_sample;
             st.obs.emplace(m.qs[i].name, make_observer(m.qs[i].range, oo));
         }
 
@@ -562,7 +563,7 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
                 auto it = obs.find(name);
                 if (it == obs.end()) return;
                 try {
-                    observe_value(it->second, value);
+                    detail::observe_split(it->second, value);
                 } catch (const numeric_error& e) {
                     QUANTSIM_THROW(numeric_error, "calibration batch ", current_batch, ": value '", name,
                                    "' is not finite: ", e.what());

@@ -336,6 +336,11 @@ TEST_F(cli, ptq_pipeline_flags_run_every_step_and_reject_conflicts) {
     EXPECT_NE(r.err.find("--fuse-activations must be on or off"), std::string::npos) << r.err;
     r = run(base + " --end-bw 1");
     EXPECT_EQ(r.code, 2);
+    r = run(base + " --range sqnr --calib-sample 8 --quiet");
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = run(base + " --calib-sample 3");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--calib-sample must be 1, 2, 4, 8 or 16"), std::string::npos) << r.err;
     r = run(base + " --adaround-iters 10");
     EXPECT_EQ(r.code, 2);
     EXPECT_NE(r.err.find("--adaround-iters needs --adaround"), std::string::npos) << r.err;

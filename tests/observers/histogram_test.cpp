@@ -72,6 +72,45 @@ TEST(ExactHistogram, IndependentOfBatchingAndOrder) {
     }
 }
 
+// Sampled counting: min/max from every value, counts from exactly the 1024-value blocks at multiples of
+// 1024 * sample in each 16384-value chunk; splits at multiples of 16384 and merges give the same state.
+TEST(ExactHistogram, SampledCountsExactlyTheChosenBlocks) {
+    for (std::size_t sample : {2u, 8u, 16u}) {
+        SCOPED_TRACE("sample " + std::to_string(sample));
+        const auto x = growing(100000, qtest::default_seed);  // the range grows: re-binning between chunks
+        exact_histogram h(2048, sample);
+        h.add(x);
+        exact_histogram ref(2048);
+        ref.extend(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()));
+        std::uint64_t counted = 0;
+        for (std::size_t chunk = 0; chunk < x.size(); chunk += 16384)
+            for (std::size_t off = 0; off < 16384 && chunk + off < x.size(); off += 1024 * sample) {
+                const std::size_t len = std::min<std::size_t>(1024, x.size() - chunk - off);
+                ref.count_in_range(x.data() + chunk + off, len);
+                counted += len;
+            }
+        EXPECT_EQ(h.total(), counted);
+        EXPECT_EQ(h.min(), ref.min());
+        EXPECT_EQ(h.max(), ref.max());
+        EXPECT_EQ(h.level(), ref.level());
+        EXPECT_EQ(h.first_bin(), ref.first_bin());
+        EXPECT_TRUE(std::equal(h.counts().begin(), h.counts().end(), ref.counts().begin(), ref.counts().end()));
+        // Split at a chunk boundary and merged: the same state.
+        exact_histogram a(2048, sample), b(2048, sample);
+        a.add(std::span<const float>(x.data(), 49152));
+        b.add(std::span<const float>(x.data() + 49152, x.size() - 49152));
+        a.merge(b);
+        EXPECT_EQ(a, h);
+        // Sampled and exact histograms do not merge; the sample must be 1, 2, 4, 8 or 16.
+        exact_histogram exact(2048);
+        exact.add(x);
+        EXPECT_THROW(exact.merge(h), invalid_argument);
+    }
+    EXPECT_THROW(exact_histogram(2048, 3), invalid_argument);
+    EXPECT_THROW(exact_histogram(2048, 32), invalid_argument);
+    EXPECT_THROW(exact_histogram(2048, 0), invalid_argument);
+}
+
 TEST(ExactHistogram, MergeOfAnySplitEqualsWhole) {
     for (std::uint32_t seed : {4u, 5u, 6u}) {
         SCOPED_TRACE(qtest::seed_trace(seed));

@@ -12,6 +12,8 @@
 #include <quantsim/io/npy.hpp>
 #include <quantsim/io/onnx.hpp>
 #include <quantsim/ir/builder.hpp>
+#include <quantsim/ir/kernels/parallel.hpp>
+#include <quantsim/sim/detail/observe_split.hpp>
 #include <quantsim/sim/quantsim.hpp>
 
 namespace qs = quantsim;
@@ -227,16 +229,22 @@ TEST(fused_forward, calibration_on_threads_equals_one_thread) {
     std::mt19937 rng(seed);
     const qs::graph g = mobile_net(rng);
     std::vector<qs::tensor> calib{random_tensor({256, 8, 6, 12}, rng), random_tensor({256, 8, 6, 12}, rng, 2.0f)};
-    for (const char* method : {"sqnr", "minmax", "ema", "percentile:99.9", "entropy"}) {
-        SCOPED_TRACE(method);
+    // Sampled histograms (1 block in 8) too: the 2-thread split of each value must count the same blocks.
+    const std::pair<const char*, std::size_t> cases[] = {{"sqnr", 1},           {"minmax", 1}, {"ema", 1},
+                                                         {"percentile:99.9", 1}, {"entropy", 1}, {"sqnr", 8},
+                                                         {"percentile:99.9", 8}};
+    for (const auto& [method, sample] : cases) {
+        SCOPED_TRACE(std::string(method) + ", sample " + std::to_string(sample));
         qs::quantsim_options o;
         o.activation_range = qs::parse_range_method(method);
         o.num_threads = 1;
         qs::quant_sim one(g, o);
         o.num_threads = 2;
         qs::quant_sim two(g, o);
-        one.compute_encodings(calib);
-        two.compute_encodings(calib);
+        qs::calibration_options co;
+        co.histogram_sample = sample;
+        one.compute_encodings(calib, co);
+        two.compute_encodings(calib, co);
         std::size_t compared = 0;
         for (const auto& q : one.quantizers()) {
             if (q.kind != qs::quantizer_kind::activation) continue;
@@ -247,5 +255,31 @@ TEST(fused_forward, calibration_on_threads_equals_one_thread) {
             ++compared;
         }
         EXPECT_GT(compared, 10u);
+    }
+}
+
+// Calibration observes a large value in parts on the executor's threads. Splitting must never change the observer's
+// state, also for sampled histograms, which count fixed blocks: with random values, a part boundary that shifted
+// the sampled blocks would change the counts.
+TEST(fused_forward, split_observation_equals_one_observe_also_when_sampled) {
+    const unsigned seed = base_seed + 41;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const qs::tensor x = random_tensor({5 * 65536 + 1000}, rng);
+    for (std::size_t sample : {1u, 8u}) {
+        SCOPED_TRACE("sample " + std::to_string(sample));
+        for (const char* method : {"sqnr", "percentile:99.9", "minmax"}) {
+            SCOPED_TRACE(method);
+            qs::observer_options oo;
+            oo.histogram_sample = sample;
+            qs::observer whole = qs::make_observer(method, oo);
+            whole.observe(x);
+            for (int threads : {1, 2, 3}) {
+                qs::observer split = qs::make_observer(method, oo);
+                qs::kernel_threads_scope scope(threads);
+                qs::detail::observe_split(split, x);
+                EXPECT_TRUE(split == whole) << threads << " threads";
+            }
+        }
     }
 }

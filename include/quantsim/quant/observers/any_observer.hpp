@@ -110,6 +110,9 @@ inline range_method parse_range_method(std::string_view text) {
 struct observer_options {
     std::size_t bins = exact_histogram::default_bins;  ///< histogram observers
     std::string label;                                 ///< names the tensor in error messages
+    /// Per-tensor histogram observers count one 1024-value block in this many (1, 2, 4, 8, 16; min/max stay
+    /// exact): exact_histogram, "Sampled counting".
+    std::size_t histogram_sample = 1;
 };
 
 namespace detail {
@@ -236,13 +239,13 @@ inline observer make_observer(const range_method& m, const observer_options& opt
         case range_method_kind::moving_average:
             return moving_average_observer(m.averaging_constant, opt.label);
         case range_method_kind::percentile:
-            return percentile_observer(percentile_estimator(m.percentile), opt.bins, opt.label);
+            return percentile_observer(percentile_estimator(m.percentile), opt.bins, opt.label, opt.histogram_sample);
         case range_method_kind::mse:
-            return mse_observer(mse_estimator{}, opt.bins, opt.label);
+            return mse_observer(mse_estimator{}, opt.bins, opt.label, opt.histogram_sample);
         case range_method_kind::sqnr:
-            return sqnr_observer(sqnr_estimator{}, opt.bins, opt.label);
+            return sqnr_observer(sqnr_estimator{}, opt.bins, opt.label, opt.histogram_sample);
         case range_method_kind::entropy:
-            return entropy_observer(entropy_estimator{}, opt.bins, opt.label);
+            return entropy_observer(entropy_estimator{}, opt.bins, opt.label, opt.histogram_sample);
     }
     QUANTSIM_THROW(invalid_argument, "make_observer: unknown range method");
 }

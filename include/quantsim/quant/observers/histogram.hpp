@@ -8,6 +8,13 @@
 // that the new level could represent. So the state is a function of the data: k = level(min, max), the first bin
 // is floor(min / 2^k), and each count is the number of values in its bin. Merging two histograms brings both to
 // the level of the union's range and adds the counts, which gives exactly that state again.
+//
+// Sampled counting (sample = 2, 4, 8 or 16; 1 = every value, the default): min and max still see every value, but
+// only the 1024-value blocks at offsets 0, 1024 * sample, 2 * 1024 * sample, ... of each 16384-value chunk of an add()
+// are counted (adds of at most 16384 values, or fewer than 4 * max_bins, count everything). Counting is most of
+// a calibration's cost; a 1-in-8 sample of the millions of values an activation sees estimates the distribution's
+// shape well, but the state then depends on where the chunk boundaries fall: callers that split a tensor must split
+// it at multiples of 16384 (quant_sim's calibration does) to get the same counts as one add().
 #pragma once
 
 #include <algorithm>
@@ -32,12 +39,20 @@ public:
     static constexpr std::size_t max_allowed_bins = std::size_t{1} << 24;
 
     /// At most max_bins bins (>= 2; memory is 8 bytes per bin).
-    explicit exact_histogram(std::size_t max_bins = default_bins) : max_bins_(max_bins) {
+    static constexpr std::size_t sample_block = 1024;
+    static constexpr std::size_t max_sample = 16;
+
+    explicit exact_histogram(std::size_t max_bins = default_bins, std::size_t sample = 1)
+        : max_bins_(max_bins), sample_(sample) {
         if (max_bins < 2 || max_bins > max_allowed_bins)
             QUANTSIM_THROW(invalid_argument, "histogram: bins = ", max_bins, " is outside [2, ", max_allowed_bins, "]");
+        if (sample < 1 || sample > max_sample || (sample & (sample - 1)) != 0)
+            QUANTSIM_THROW(invalid_argument, "histogram: sample = ", sample, " must be 1, 2, 4, 8 or 16");
     }
 
     std::size_t max_bins() const noexcept { return max_bins_; }
+    /// 1: every value is counted; n: one 1024-value block in n (see the top of this file).
+    std::size_t sample() const noexcept { return sample_; }
     bool empty() const noexcept { return total_ == 0; }
     /// Number of values counted.
     std::uint64_t total() const noexcept { return total_; }
@@ -91,6 +106,9 @@ public:
         if (o.max_bins_ != max_bins_)
             QUANTSIM_THROW(invalid_argument, "histogram merge: bin limits differ (", max_bins_, " vs ", o.max_bins_,
                            ")");
+        if (o.sample_ != sample_)
+            QUANTSIM_THROW(invalid_argument, "histogram merge: sampling differs (1 in ", sample_, " vs 1 in ", o.sample_,
+                           ")");
         if (o.empty()) return;
         if (empty()) {
             *this = o;
@@ -118,7 +136,7 @@ public:
 
     /// Same configuration and same counted values (bins, level, counts, range).
     bool operator==(const exact_histogram& o) const noexcept {
-        return max_bins_ == o.max_bins_ && total_ == o.total_ && counts_ == o.counts_ &&
+        return max_bins_ == o.max_bins_ && sample_ == o.sample_ && total_ == o.total_ && counts_ == o.counts_ &&
                (empty() || (min_ == o.min_ && max_ == o.max_ && level_ == o.level_ && first_ == o.first_));
     }
 
@@ -165,7 +183,7 @@ private:
         auto& sub = detail::histogram_scratch();
         const std::size_t stride = detail::histogram_sub_stride(max_bins_);
         sub.assign(detail::histogram_lanes * stride, 0u);
-        std::size_t pending = 0;
+        std::size_t pending = 0, counted = 0;
         const auto flush = [&] {
             detail::histogram_flush_sub(counts_.size(), stride, sub.data(), counts_.data());
             pending = 0;
@@ -182,17 +200,26 @@ private:
                 if (pending) flush();
                 extend(r.min, r.max);
             }
-            if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
-                detail::histogram_count_ref(p, m, level_, first_, counts_.size(), counts_.data());
-            } else {
-                const std::size_t next = std::min(fused_chunk, x.size() - base - m);
-                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), stride, sub.data(), p + m, next);
-                pending += m;
-                if (pending >= (std::size_t{1} << 31)) flush();
+            // Blocks of the chunk that are counted: all of it, or every sample_-th 1024-value block.
+            const std::size_t step = sample_ == 1 ? m : sample_block * sample_;
+            for (std::size_t off = 0; off < m; off += step) {
+                const float* q = p + off;
+                const std::size_t len = sample_ == 1 ? m : std::min(sample_block, m - off);
+                if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
+                    detail::histogram_count_ref(q, len, level_, first_, counts_.size(), counts_.data());
+                } else {
+                    const bool last = off + step >= m;
+                    const float* next_p = last ? p + m : q + step;
+                    const std::size_t next = last ? std::min(fused_chunk, x.size() - base - m) : std::min(sample_block, m - off - step);
+                    detail::histogram_count_sub(q, len, level_, first_, counts_.size(), stride, sub.data(), next_p, next);
+                    pending += len;
+                    if (pending >= (std::size_t{1} << 31)) flush();
+                }
+                counted += len;
             }
         }
         if (pending) flush();
-        total_ += x.size();
+        total_ += counted;
     }
 
     // Moves the counts to level k covering global bins [first, last] (k >= level_, the new range contains the old).
@@ -211,6 +238,7 @@ private:
     }
 
     std::size_t max_bins_;
+    std::size_t sample_ = 1;
     std::uint64_t total_ = 0;
     float min_ = std::numeric_limits<float>::infinity();
     float max_ = -std::numeric_limits<float>::infinity();

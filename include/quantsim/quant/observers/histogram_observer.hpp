@@ -38,8 +38,10 @@ concept histogram_estimator = std::copyable<E> && std::equality_comparable<E> &&
 template <histogram_estimator E>
 class histogram_observer {
 public:
-    explicit histogram_observer(E estimator, std::size_t bins = exact_histogram::default_bins, std::string label = {})
-        : est_(std::move(estimator)), hist_(bins), label_(std::move(label)) {}
+    /// sample: exact_histogram's sampled counting (1 = every value).
+    explicit histogram_observer(E estimator, std::size_t bins = exact_histogram::default_bins, std::string label = {},
+                                std::size_t sample = 1)
+        : est_(std::move(estimator)), hist_(bins, sample), label_(std::move(label)) {}
 
     std::string name() const { return est_.name(); }
     const E& estimator() const noexcept { return est_; }
@@ -59,6 +61,9 @@ public:
         if (o.bins() != bins())
             QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers of ", bins(), " and ", o.bins(),
                            " bins");
+        if (o.hist_.sample() != hist_.sample())
+            QUANTSIM_THROW(invalid_argument, where(), ": cannot merge observers counting 1 in ", hist_.sample(),
+                           " and 1 in ", o.hist_.sample(), " values");
         hist_.merge(o.hist_);
     }
 
