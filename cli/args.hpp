@@ -102,6 +102,21 @@ public:
         }
         return r;
     }
+    /// An on|off option, or `def` when absent.
+    bool on_off(const std::string& name, bool def) const {
+        const auto v = value(name);
+        if (!v) return def;
+        if (*v != "on" && *v != "off") throw usage_error(name + " must be on or off, got '" + *v + "'");
+        return *v == "on";
+    }
+    /// An integer option in [min, max] or "off" (nullopt); `def` when absent.
+    std::optional<std::int64_t> int_or_off(const std::string& name, std::optional<std::int64_t> def, std::int64_t min,
+                                           std::int64_t max) const {
+        const auto v = value(name);
+        if (!v) return def;
+        if (*v == "off") return std::nullopt;
+        return int_value(name, 0, min, max);
+    }
     const std::vector<std::string>& positionals() const { return positionals_; }
     /// Exactly `n` positionals, else a usage_error naming what is expected.
     void expect_positionals(std::size_t n, const std::string& what) const {

@@ -156,11 +156,8 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
         o.param_bitwidth = static_cast<int>(a.int_value("--param-bw", 8, 2, 16));
         o.activation_bitwidth = static_cast<int>(a.int_value("--act-bw", 8, 2, 16));
         if (a.flag("--per-channel")) o.per_channel = true;
-        const std::string fuse = a.value("--fuse-activations").value_or("off");
-        if (fuse != "on" && fuse != "off") throw cli::usage_error("--fuse-activations must be on or off, got '" + fuse + "'");
-        o.fuse_decomposed_activations = fuse == "on";
-        if (const auto e = a.value("--end-bw"); e && *e != "off")
-            po.end_layers_bitwidth = static_cast<int>(a.int_value("--end-bw", 8, 2, 16));
+        o.fuse_decomposed_activations = a.on_off("--fuse-activations", false);
+        if (const auto e = a.int_or_off("--end-bw", std::nullopt, 2, 16)) po.end_layers_bitwidth = static_cast<int>(*e);
         o.activation_range = parse_range_method(a.value("--range").value_or("minmax"));
         o.param_range = parse_range_method(a.value("--param-range").value_or("minmax"));
     } catch (const invalid_argument& e) {

@@ -115,12 +115,8 @@ int qat_command(const std::vector<std::string>& argv) {
     }
     if (a.flag("--per-channel")) so.per_channel = true;
     const bool low_bits = so.param_bitwidth < 8 || so.activation_bitwidth < 8;
-    const std::string fuse = a.value("--fuse-activations").value_or(so.activation_bitwidth < 8 ? "on" : "off");
-    if (fuse != "on" && fuse != "off") throw cli::usage_error("--fuse-activations must be on or off, got '" + fuse + "'");
-    so.fuse_decomposed_activations = fuse == "on";
-    std::optional<int> end_bw;
-    if (const auto e = a.value("--end-bw"); e && *e != "off") end_bw = static_cast<int>(a.int_value("--end-bw", 8, 2, 16));
-    else if (!e && low_bits) end_bw = 8;
+    so.fuse_decomposed_activations = a.on_off("--fuse-activations", so.activation_bitwidth < 8);
+    const auto end_bw = a.int_or_off("--end-bw", low_bits ? std::optional<std::int64_t>(8) : std::nullopt, 2, 16);
     so.num_threads = static_cast<int>(threads);
     qo.epochs = static_cast<int>(a.int_value("--epochs", 1, 0, 100000));
     qo.batch_size = static_cast<int>(a.int_value("--batch", 32, 1, 1 << 20));
@@ -177,7 +173,7 @@ int qat_command(const std::vector<std::string>& argv) {
             for (auto& q : sim.quantizers()) q.frozen = false;
     } else {
         if (end_bw) {
-            const auto ends = set_end_layers_bitwidth(sim, *end_bw, *end_bw);
+            const auto ends = set_end_layers_bitwidth(sim, static_cast<int>(*end_bw), static_cast<int>(*end_bw));
             if (!quiet)
                 std::cerr << "first and last layers at " << *end_bw << " bits (" << ends.params.size() << " weights, "
                           << ends.activations.size() << " activations)\n";
