@@ -3,6 +3,8 @@
 
 #include <deque>
 #include <set>
+#include <string>
+#include <vector>
 
 namespace quantsim {
 
@@ -37,15 +39,25 @@ end_layer_quantizers find_end_layers(const quant_sim& sim) {
         if (q && q->enabled && q->kind == quantizer_kind::param) params.insert(n.inputs[1]);
     };
 
+    // Breadth-first over float values from `starts`; step(v, push) notes v and pushes the values after it.
+    const auto walk = [&](std::vector<std::string> starts, const auto& step) {
+        std::deque<std::string> todo(starts.begin(), starts.end());
+        std::set<std::string> seen;
+        const auto push = [&](const std::string& v) { todo.push_back(v); };
+        while (!todo.empty()) {
+            const std::string v = todo.front();
+            todo.pop_front();
+            if (!seen.insert(v).second || !float_value(g, v)) continue;
+            note_act(v);
+            step(v, push);
+        }
+    };
+    std::vector<std::string> inputs, outputs;
+    for (const auto& in : g.inputs) inputs.push_back(in.name);
+    for (const auto& out : g.outputs) outputs.push_back(out.name);
+
     // Forward from the model inputs to the first weighted nodes.
-    std::deque<std::string> todo;
-    std::set<std::string> seen;
-    for (const auto& in : g.inputs) todo.push_back(in.name);
-    while (!todo.empty()) {
-        const std::string v = todo.front();
-        todo.pop_front();
-        if (!seen.insert(v).second || !float_value(g, v)) continue;
-        note_act(v);
+    walk(inputs, [&](const std::string& v, const auto& push) {
         for (const auto c : index.consumers(v)) {
             const node& n = g.nodes[c];
             if (weighted(g, n)) {
@@ -53,28 +65,21 @@ end_layer_quantizers find_end_layers(const quant_sim& sim) {
                 continue;
             }
             for (const auto& o : n.outputs)
-                if (!o.empty()) todo.push_back(o);
+                if (!o.empty()) push(o);
         }
-    }
-
+    });
     // Backward from the model outputs to the last weighted nodes.
-    seen.clear();
-    for (const auto& out : g.outputs) todo.push_back(out.name);
-    while (!todo.empty()) {
-        const std::string v = todo.front();
-        todo.pop_front();
-        if (!seen.insert(v).second || !float_value(g, v)) continue;
-        note_act(v);
+    walk(outputs, [&](const std::string& v, const auto& push) {
         const auto p = index.producer(v);
-        if (p < 0) continue;
+        if (p < 0) return;
         const node& n = g.nodes[static_cast<std::size_t>(p)];
         if (weighted(g, n)) {
             note_layer(n, last);
-            continue;
+            return;
         }
         for (const auto& in : n.inputs)
-            if (!in.empty() && !g.is_param(in)) todo.push_back(in);
-    }
+            if (!in.empty() && !g.is_param(in)) push(in);
+    });
     r.first_layers.assign(first.begin(), first.end());
     r.last_layers.assign(last.begin(), last.end());
     r.params.assign(params.begin(), params.end());

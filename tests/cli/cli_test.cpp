@@ -322,28 +322,23 @@ TEST_F(cli, ptq_pipeline_flags_run_every_step_and_reject_conflicts) {
     r = run(base + " --param-bw 4 --adaround --adaround-iters 20 --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("\"adaround\""), std::string::npos) << r.out;
-    r = run(base + " --adaround --bias-correction empirical");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.err.find("alternatives"), std::string::npos) << r.err;
-    r = run(base + " --bias-correction magic");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
+    // Usage errors: status 2 and a message containing `says`.
+    const auto usage_error = [&](const std::string& flags, const std::string& says) {
+        const result u = run(base + flags);
+        EXPECT_EQ(u.code, 2) << flags;
+        EXPECT_NE(u.err.find(says), std::string::npos) << flags << ": " << u.err;
+    };
+    usage_error(" --adaround --bias-correction empirical", "alternatives");
+    usage_error(" --bias-correction magic", "magic");
     r = run(base + " --param-bw 4 --act-bw 4 --end-bw 8 --fuse-activations on --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("\"end_layers\""), std::string::npos) << r.out;
-    r = run(base + " --fuse-activations maybe");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.err.find("--fuse-activations must be on or off"), std::string::npos) << r.err;
-    r = run(base + " --end-bw 1");
-    EXPECT_EQ(r.code, 2);
+    usage_error(" --fuse-activations maybe", "--fuse-activations must be on or off");
+    usage_error(" --end-bw 1", "--end-bw");
     r = run(base + " --range sqnr --calib-sample 8 --quiet");
     ASSERT_EQ(r.code, 0) << r.err;
-    r = run(base + " --calib-sample 3");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.err.find("--calib-sample must be 1, 2, 4, 8 or 16"), std::string::npos) << r.err;
-    r = run(base + " --adaround-iters 10");
-    EXPECT_EQ(r.code, 2);
-    EXPECT_NE(r.err.find("--adaround-iters needs --adaround"), std::string::npos) << r.err;
+    usage_error(" --calib-sample 3", "--calib-sample must be 1, 2, 4, 8 or 16");
+    usage_error(" --adaround-iters 10", "--adaround-iters needs --adaround");
 }
 
 
