@@ -15,6 +15,7 @@
 
 #include <quantsim/core/error.hpp>
 #include <quantsim/io/onnx.hpp>
+#include <quantsim/ir/batch_independence.hpp>
 #include <quantsim/ir/composite_ops.hpp>
 #include <quantsim/ir/kernels/parallel.hpp>
 #include <quantsim/ir/op.hpp>
@@ -550,6 +551,12 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
             st.obs.emplace(m.qs[i].name, make_observer(m.qs[i].range, oo));
         }
 
+    // Micro-batches (calibration_options::micro_batch): only when the split cannot change what is observed.
+    bool split = options.micro_batch >= 0;
+    if (split)
+        for (const auto& [name, o] : states[0].obs) split = split && !o.get_if<moving_average_observer>();
+    if (split) split = samples_are_independent(m.model).independent;
+
     std::mutex progress_mutex;
     std::size_t done = 0;
     auto run_worker = [&](int w) {
@@ -558,10 +565,12 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
         executor ex(m.model, eo);
         auto& obs = states[static_cast<std::size_t>(w)].obs;
         std::size_t current_batch = 0;
+        std::int64_t largest = 0;  // elements of the largest value observed in the current run
         ex.add_hook(
             [&](std::string_view name, const node*, tensor& value) {
                 auto it = obs.find(name);
                 if (it == obs.end()) return;
+                largest = std::max(largest, value.numel());
                 try {
                     detail::observe_split(it->second, value);
                 } catch (const numeric_error& e) {
@@ -572,7 +581,27 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
             names);
         for (std::size_t b = static_cast<std::size_t>(w); b < batches.size(); b += static_cast<std::size_t>(workers)) {
             current_batch = b;
-            ex.run(batches[b]);
+            const auto& in = batches[b];
+            std::int64_t rows = in.empty() || in[0].rank() == 0 ? 0 : in[0].dim(0);
+            for (const auto& t : in)
+                if (t.rank() == 0 || t.dim(0) != rows) rows = 0;
+            if (!split || rows <= 1) {
+                ex.run(in);
+            } else {
+                // The pieces depend only on the batch (not on the worker or on earlier batches), so sampled
+                // histograms count the same blocks for any worker count.
+                std::vector<tensor> piece(in.size());
+                std::int64_t step = options.micro_batch > 0 ? options.micro_batch : 1;
+                for (std::int64_t r0 = 0; r0 < rows;) {
+                    const std::int64_t r1 = std::min(rows, r0 + step);
+                    for (std::size_t i = 0; i < in.size(); ++i) piece[i] = in[i].slice(r0, r1);
+                    largest = 0;
+                    ex.run(piece);
+                    if (options.micro_batch == 0 && r0 == 0)
+                        step = std::clamp<std::int64_t>(calibration_options::micro_batch_values / std::max<std::int64_t>(largest, 1), 1, rows);
+                    r0 = r1;
+                }
+            }
             if (options.progress) {
                 std::lock_guard<std::mutex> lock(progress_mutex);
                 options.progress(++done, batches.size());

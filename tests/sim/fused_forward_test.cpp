@@ -243,6 +243,7 @@ TEST(fused_forward, calibration_on_threads_equals_one_thread) {
         qs::quant_sim two(g, o);
         qs::calibration_options co;
         co.histogram_sample = sample;
+        co.micro_batch = -1;  // whole batches: values large enough to be split across threads
         one.compute_encodings(calib, co);
         two.compute_encodings(calib, co);
         std::size_t compared = 0;
@@ -256,6 +257,56 @@ TEST(fused_forward, calibration_on_threads_equals_one_thread) {
         }
         EXPECT_GT(compared, 10u);
     }
+}
+
+// Micro-batched calibration (calibration_options::micro_batch) runs each batch in pieces when the model keeps samples
+// apart: every observer that counts every value must give exactly the unsplit encodings, sampled histograms must not
+// depend on the worker count, and a model that mixes samples must not be split.
+TEST(fused_forward, micro_batched_calibration_equals_whole_batches) {
+    const unsigned seed = base_seed + 41;
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    const qs::graph g = mobile_net(rng);
+    std::vector<qs::tensor> calib{random_tensor({37, 8, 6, 12}, rng), random_tensor({64, 8, 6, 12}, rng, 2.0f)};
+    auto encodings = [&](const qs::graph& model, const char* method, std::int64_t micro, std::size_t sample,
+                         int workers) {
+        qs::quantsim_options o;
+        o.activation_range = qs::parse_range_method(method);
+        o.num_threads = 2;
+        qs::quant_sim sim(model, o);
+        qs::calibration_options co;
+        co.micro_batch = micro;
+        co.histogram_sample = sample;
+        co.workers = workers;
+        sim.compute_encodings(calib, co);
+        return sim.encodings().activations;
+    };
+    auto expect_same = [](const auto& a, const auto& b) {
+        ASSERT_EQ(a.size(), b.size());
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            EXPECT_EQ(a[i].name, b[i].name);
+            EXPECT_EQ(a[i].params, b[i].params) << a[i].name;
+        }
+    };
+    for (const char* method : {"sqnr", "minmax", "percentile:99.9", "entropy", "mse"}) {
+        SCOPED_TRACE(method);
+        const auto whole = encodings(g, method, -1, 1, 1);
+        EXPECT_GT(whole.size(), 10u);
+        for (std::int64_t micro : {0, 1, 5}) {
+            SCOPED_TRACE("micro_batch " + std::to_string(micro));
+            expect_same(encodings(g, method, micro, 1, 1), whole);
+        }
+    }
+    // Sampled: split into the same pieces whichever worker runs a batch.
+    expect_same(encodings(g, "sqnr", 0, 8, 1), encodings(g, "sqnr", 0, 8, 2));
+
+    // A softmax over the batch axis: splitting would change its values, so calibration must not split.
+    qs::graph mixing = g;
+    for (auto& n : mixing.nodes)
+        if (n.op_type == "Softmax") n.attrs["axis"] = std::int64_t{0};
+    mixing.infer_shapes();
+    expect_same(encodings(mixing, "minmax", 0, 1, 1), encodings(mixing, "minmax", -1, 1, 1));
+    expect_same(encodings(mixing, "minmax", 3, 1, 1), encodings(mixing, "minmax", -1, 1, 1));
 }
 
 // Calibration observes a large value in parts on the executor's threads. Splitting must never change the observer's
