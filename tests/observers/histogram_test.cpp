@@ -72,29 +72,36 @@ TEST(ExactHistogram, IndependentOfBatchingAndOrder) {
     }
 }
 
-// Sampled counting: min/max from every value, counts from exactly the 1024-value blocks at multiples of
-// 1024 * sample in each 16384-value chunk; splits at multiples of 16384 and merges give the same state.
+// Sampled counting: min/max from every value, counts from exactly the 64-value groups at multiples of 64 * sample
+// from the start of each add, large or small; splits at multiples of 64 * sample and merges give the same state.
 TEST(ExactHistogram, SampledCountsExactlyTheChosenBlocks) {
     for (std::size_t sample : {2u, 8u, 16u}) {
         SCOPED_TRACE("sample " + std::to_string(sample));
-        const auto x = growing(100000, qtest::default_seed);  // the range grows: re-binning between chunks
-        exact_histogram h(2048, sample);
-        h.add(x);
-        exact_histogram ref(2048);
-        ref.extend(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()));
-        std::uint64_t counted = 0;
-        for (std::size_t chunk = 0; chunk < x.size(); chunk += 16384)
-            for (std::size_t off = 0; off < 16384 && chunk + off < x.size(); off += 1024 * sample) {
-                const std::size_t len = std::min<std::size_t>(1024, x.size() - chunk - off);
-                ref.count_in_range(x.data() + chunk + off, len);
+        // 100000 values (the range grows: re-binning between chunks; a partial last group) and a small add (one
+        // chunk, counted without sub-histograms) of 5000.
+        for (std::size_t n : {std::size_t{100000}, std::size_t{5000}}) {
+            SCOPED_TRACE("n " + std::to_string(n));
+            const auto x = growing(n, qtest::default_seed);
+            exact_histogram h(2048, sample);
+            h.add(x);
+            exact_histogram ref(2048);
+            ref.extend(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()));
+            std::uint64_t counted = 0;
+            for (std::size_t off = 0; off < x.size(); off += 64 * sample) {
+                const std::size_t len = std::min<std::size_t>(64, x.size() - off);
+                ref.count_in_range(x.data() + off, len);
                 counted += len;
             }
-        EXPECT_EQ(h.total(), counted);
-        EXPECT_EQ(h.min(), ref.min());
-        EXPECT_EQ(h.max(), ref.max());
-        EXPECT_EQ(h.level(), ref.level());
-        EXPECT_EQ(h.first_bin(), ref.first_bin());
-        EXPECT_TRUE(std::equal(h.counts().begin(), h.counts().end(), ref.counts().begin(), ref.counts().end()));
+            EXPECT_EQ(h.total(), counted);
+            EXPECT_EQ(h.min(), ref.min());
+            EXPECT_EQ(h.max(), ref.max());
+            EXPECT_EQ(h.level(), ref.level());
+            EXPECT_EQ(h.first_bin(), ref.first_bin());
+            EXPECT_TRUE(std::equal(h.counts().begin(), h.counts().end(), ref.counts().begin(), ref.counts().end()));
+        }
+        const auto x = growing(100000, qtest::default_seed);
+        exact_histogram h(2048, sample);
+        h.add(x);
         // Split at a chunk boundary and merged: the same state.
         exact_histogram a(2048, sample), b(2048, sample);
         a.add(std::span<const float>(x.data(), 49152));
@@ -207,6 +214,23 @@ TEST(ExactHistogram, RejectsBadInputAndKeepsState) {
         EXPECT_NE(std::string(e.what()).find("element 190001"), std::string::npos) << e.what();
     }
     EXPECT_EQ(h, before);
+    // The same inside the range already covered (nothing re-bins, so no chunk changed the state), and the counts
+    // of the failed add must not leak into the next one.
+    {
+        auto inside = qtest::normal(100000, 10, 0, 1);
+        exact_histogram wide(2048), fresh(2048);
+        const float lo = *std::min_element(inside.begin(), inside.end()) * 2, hi = *std::max_element(inside.begin(), inside.end()) * 2;
+        wide.extend(lo, hi);
+        fresh.extend(lo, hi);
+        const auto start = wide;
+        auto bad = inside;
+        bad[99000] = std::numeric_limits<float>::quiet_NaN();
+        EXPECT_THROW(wide.add(bad), numeric_error);
+        EXPECT_EQ(wide, start);
+        wide.add(std::span<const float>(inside.data(), 50000));
+        fresh.add(std::span<const float>(inside.data(), 50000));
+        EXPECT_EQ(wide, fresh);
+    }
     big[190001] = 0.0f;
     auto chunked = h, one_by_one = h;
     chunked.add(big);

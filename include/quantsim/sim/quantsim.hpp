@@ -85,11 +85,10 @@ struct calibration_options {
     int workers = 1;
     /// Progress callback: (batches done, batches total).
     std::function<void(std::size_t, std::size_t)> progress;
-    /// Histogram observers (SQNR, MSE, percentile, entropy) count one 1024-value block in this many: 1 (every value,
+    /// Histogram observers (SQNR, MSE, percentile, entropy) count one 64-value group in this many: 1 (every value,
     /// the default), 2, 4, 8 or 16. Min/max still see every value. Counting is most of a histogram calibration's
-    /// time: 8 takes the classifier's SQNR calibration from 4.25x to 3.05x an FP32 pass, leaves 145 of its 207
-    /// activation encodings identical and its top-1 unchanged within noise (docs/quantsim.md, "Speed:
-    /// calibration"). Encodings stay independent of threads and workers.
+    /// time (docs/quantsim.md, "Speed: calibration", has the classifier's figures and how the encodings move).
+    /// Encodings stay independent of threads and workers.
     std::size_t histogram_sample = 1;
     /// Runs each batch as pieces along axis 0, so that the values observed after each op are still in the CPU's
     /// cache instead of being read back from memory (a batch of 32 classifier images makes 5 MB activations).

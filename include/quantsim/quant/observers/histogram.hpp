@@ -10,11 +10,11 @@
 // the level of the union's range and adds the counts, which gives exactly that state again.
 //
 // Sampled counting (sample = 2, 4, 8 or 16; 1 = every value, the default): min and max still see every value, but
-// only the 1024-value blocks at offsets 0, 1024 * sample, 2 * 1024 * sample, ... of each 16384-value chunk of an add()
-// are counted (adds of at most 16384 values, or fewer than 4 * max_bins, count everything). Counting is most of
-// a calibration's cost; a 1-in-8 sample of the millions of values an activation sees estimates the distribution's
-// shape well, but the state then depends on where the chunk boundaries fall: callers that split a tensor must split
-// it at multiples of 16384 (quant_sim's calibration does) to get the same counts as one add().
+// only the 64-value groups at offsets 0, 64 * sample, 2 * 64 * sample, ... of each add() are counted. Counting is
+// most of a calibration's cost; a 1-in-8 sample of the millions of values an activation sees estimates the
+// distribution's shape well, but the state then depends on where adds start: callers that split a tensor must split
+// it at multiples of 64 * sample (quant_sim's calibration splits at multiples of 16384) to get the same counts as one
+// add().
 #pragma once
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -39,7 +40,6 @@ public:
     static constexpr std::size_t max_allowed_bins = std::size_t{1} << 24;
 
     /// At most max_bins bins (>= 2; memory is 8 bytes per bin).
-    static constexpr std::size_t sample_block = 1024;
     static constexpr std::size_t max_sample = 16;
 
     explicit exact_histogram(std::size_t max_bins = default_bins, std::size_t sample = 1)
@@ -51,7 +51,7 @@ public:
     }
 
     std::size_t max_bins() const noexcept { return max_bins_; }
-    /// 1: every value is counted; n: one 1024-value block in n (see the top of this file).
+    /// 1: every value is counted; n: one 64-value group in n (see the top of this file).
     std::size_t sample() const noexcept { return sample_; }
     bool empty() const noexcept { return total_ == 0; }
     /// Number of values counted.
@@ -79,7 +79,8 @@ public:
             detail::minmax_pair r;
             if (!detail::scan_minmax(x.data(), x.size(), r)) detail::throw_non_finite(who, x.data(), x.size(), shape);
             extend(r.min, r.max);
-            count_in_range(x.data(), x.size());
+            detail::histogram_count(x.data(), x.size(), level_, first_, counts_.size(), counts_.data(), sample_);
+            total_ += detail::sampled_size(x.size(), sample_);
             return;
         }
         add_fused(x, who, shape);
@@ -95,7 +96,8 @@ public:
         max_ = nmax;
     }
 
-    /// Counts values that are known to be finite and inside [min(), max()] (after extend()).
+    /// Counts values that are known to be finite and inside [min(), max()] (after extend()); every value, whatever
+    /// sample() is.
     void count_in_range(const float* x, std::size_t n) {
         detail::histogram_count(x, n, level_, first_, counts_.size(), counts_.data());
         total_ += n;
@@ -179,7 +181,13 @@ private:
     static constexpr std::size_t fused_chunk = std::size_t{1} << 14;
 
     void add_fused(std::span<const float> x, std::string_view who, const shape_t* shape) {
-        const exact_histogram backup = *this;  // strong guarantee: a NaN in a later chunk undoes earlier ones
+        // Strong guarantee: a NaN in a later chunk undoes earlier ones. The state changes only when a chunk widens
+        // the range (flush and re-bin) or counts straight into counts_, so the copy is taken then, not per add
+        // (calibration adds thousands of small values, and copying 2048 counts each time showed in profiles).
+        std::optional<exact_histogram> backup;
+        const auto before_change = [&] {
+            if (!backup) backup.emplace(*this);
+        };
         auto& sub = detail::histogram_scratch();
         const std::size_t stride = detail::histogram_sub_stride(max_bins_);
         sub.assign(detail::histogram_lanes * stride, 0u);
@@ -193,30 +201,28 @@ private:
             const float* p = x.data() + base;
             detail::minmax_pair r;
             if (!detail::scan_minmax(p, m, r)) {
-                *this = backup;
+                if (backup) *this = std::move(*backup);  // else only the scratch sub-histograms saw this add
                 detail::throw_non_finite(who, x.data(), x.size(), shape);
             }
             if (counts_.empty() || r.min < min_ || r.max > max_) {
+                before_change();
                 if (pending) flush();
                 extend(r.min, r.max);
             }
-            // Blocks of the chunk that are counted: all of it, or every sample_-th 1024-value block.
-            const std::size_t step = sample_ == 1 ? m : sample_block * sample_;
-            for (std::size_t off = 0; off < m; off += step) {
-                const float* q = p + off;
-                const std::size_t len = sample_ == 1 ? m : std::min(sample_block, m - off);
-                if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
-                    detail::histogram_count_ref(q, len, level_, first_, counts_.size(), counts_.data());
-                } else {
-                    const bool last = off + step >= m;
-                    const float* next_p = last ? p + m : q + step;
-                    const std::size_t next = last ? std::min(fused_chunk, x.size() - base - m) : std::min(sample_block, m - off - step);
-                    detail::histogram_count_sub(q, len, level_, first_, counts_.size(), stride, sub.data(), next_p, next);
-                    pending += len;
-                    if (pending >= (std::size_t{1} << 31)) flush();
+            if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
+                before_change();
+                detail::histogram_count(p, m, level_, first_, counts_.size(), counts_.data(), sample_);
+            } else {
+                const std::size_t next = std::min(fused_chunk, x.size() - base - m);
+                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), stride, sub.data(), sample_, p + m,
+                                            next);
+                pending += m;
+                if (pending >= (std::size_t{1} << 31)) {
+                    before_change();
+                    flush();
                 }
-                counted += len;
             }
+            counted += detail::sampled_size(m, sample_);
         }
         if (pending) flush();
         total_ += counted;

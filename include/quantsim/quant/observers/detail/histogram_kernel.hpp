@@ -65,6 +65,28 @@ inline void histogram_count_ref(const float* x, std::size_t n, int k, std::int64
     for (std::size_t i = 0; i < n; ++i) counts[std::clamp(bin_index_ref(x[i], k) - first, std::int64_t{0}, last)]++;
 }
 
+/// Sampled counting (exact_histogram's `sample` s = 1, 2, 4, 8 or 16) counts the 64-value groups that start at
+/// offsets 0, 64 s, 128 s, ... from the start of an add: a fixed pattern, so the counts of an add split at multiples
+/// of 64 s (calibration's 16384-value parts) equal those of one add.
+constexpr std::size_t histogram_sample_group = 64;
+
+/// Calls f(begin, length) for each counted group of x[0, n) at sampling s (one call for s = 1).
+template <class F>
+void for_each_sampled_group(std::size_t n, std::size_t s, F&& f) {
+    if (s <= 1) {
+        if (n) f(std::size_t{0}, n);
+        return;
+    }
+    for (std::size_t b = 0; b < n; b += histogram_sample_group * s) f(b, std::min(histogram_sample_group, n - b));
+}
+
+/// How many of n values sampling s counts.
+constexpr std::size_t sampled_size(std::size_t n, std::size_t s) noexcept {
+    if (s <= 1) return n;
+    const std::size_t period = histogram_sample_group * s;
+    return n / period * histogram_sample_group + std::min(n % period, histogram_sample_group);
+}
+
 /// Per-thread scratch for the sub-histograms (not part of any observer's state).
 inline std::vector<std::uint32_t>& histogram_scratch() {
     thread_local std::vector<std::uint32_t> buf;
@@ -86,13 +108,15 @@ constexpr std::size_t histogram_lanes = 4;
 /// possible reload of another lane's pending store (4K aliasing) and runs of one bin were twice as slow).
 constexpr std::size_t histogram_sub_stride(std::size_t nbins) noexcept { return (nbins + 15) / 16 * 16 + 16; }
 
-/// Counts x[0, n) into the sub-histograms sub[lane * stride + bin] (bins [first, first + nbins) at level
-/// k <= 126). Each sub-count grows by at most n: callers flush before 2^32.
+/// Counts x[0, n) (the groups sampling s selects, see for_each_sampled_group) into the sub-histograms
+/// sub[lane * stride + bin] (bins [first, first + nbins) at level k <= 126). Each sub-count grows by at most n:
+/// callers flush before 2^32.
 /// `prefetch` (optional, `prefetch_n` floats): data the caller reads next; it is pulled into the cache while this
 /// (compute-bound) loop runs, so streaming large inputs overlaps memory reads with counting.
 inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
                                 std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub,
-                                const float* prefetch = nullptr, std::size_t prefetch_n = 0) {
+                                std::size_t s = 1, const float* prefetch = nullptr, std::size_t prefetch_n = 0) {
+    s = std::max<std::size_t>(s, 1);
     const float scale = std::ldexp(1.0f, -k);
     const auto first32 = static_cast<std::int32_t>(first);
     const auto last32 = static_cast<std::int32_t>(nbins - 1);
@@ -113,8 +137,7 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     // are common, lanes in them are counted by popcount and only the others are incremented.
     const std::int32_t zero_bin = std::clamp(-first32, std::int32_t{0}, last32);
     const __m512i vzbin = _mm512_set1_epi32(zero_bin);
-    // The sample is vectorized like the loop below: a scalar one cost as much as counting 1024 values, which
-    // sampled counting (one 1024-value block per call) paid on every block.
+    // The sample is vectorized like the loop below: a scalar one cost as much as counting 1024 values.
     const auto bins_of = [&](__m512 v) {
         // Masked forms with an explicit source (GCC 12's unmasked ones trip -Wmaybe-uninitialized).
         __m512i g = _mm512_mask_cvt_roundps_epi32(vzero, 0xFFFF, _mm512_mul_ps(v, vs),
@@ -138,7 +161,8 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     alignas(64) std::uint32_t idx[64 + 16];
     const char* pf = reinterpret_cast<const char*>(prefetch);
     const char* const pf_end = pf + prefetch_n * sizeof(float);
-    for (; i + 64 <= n; i += 64) {
+    static_assert(histogram_sample_group == 64, "one iteration counts one sample group");
+    for (; i + 64 <= n; i += 64 * s) {
         if (pf < pf_end) {  // 256 bytes of the next data per 256 bytes counted
             for (int c = 0; c < 4; ++c) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
             pf += 256;
@@ -176,13 +200,20 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     h0[zero_bin] += static_cast<std::uint32_t>(n_zero);
     h0[last32] += static_cast<std::uint32_t>(n_last);
 #endif
-    for (; i + 4 <= n; i += 4) {
-        h0[bin_offset(x[i], scale, first32, last32)]++;
-        h1[bin_offset(x[i + 1], scale, first32, last32)]++;
-        h2[bin_offset(x[i + 2], scale, first32, last32)]++;
-        h3[bin_offset(x[i + 3], scale, first32, last32)]++;
-    }
-    for (; i < n; ++i) h0[bin_offset(x[i], scale, first32, last32)]++;
+    // The rest (all of it without AVX-512; else the last, partial group), group by group. The vector loop may step
+    // past n when it skips groups.
+    i = std::min(i, n);
+    for_each_sampled_group(n - i, s, [&](std::size_t b, std::size_t len) {
+        const float* QUANTSIM_RESTRICT y = x + i + b;
+        std::size_t j = 0;
+        for (; j + 4 <= len; j += 4) {
+            h0[bin_offset(y[j], scale, first32, last32)]++;
+            h1[bin_offset(y[j + 1], scale, first32, last32)]++;
+            h2[bin_offset(y[j + 2], scale, first32, last32)]++;
+            h3[bin_offset(y[j + 3], scale, first32, last32)]++;
+        }
+        for (; j < len; ++j) h0[bin_offset(y[j], scale, first32, last32)]++;
+    });
 }
 
 /// counts[b] += the sub-histograms' counts of bin b; the sub-histograms are zeroed.
@@ -195,18 +226,23 @@ inline void histogram_flush_sub(std::size_t nbins, std::size_t stride, std::uint
     }
 }
 
-/// Counts x[0, n) into counts (bins [first, first + nbins) at level k). Same result as histogram_count_ref.
+/// Counts x[0, n) (the groups sampling s selects) into counts (bins [first, first + nbins) at level k). Same result
+/// as histogram_count_ref on those groups.
 inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
-                            std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts) {
+                            std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts, std::size_t s = 1) {
     if (k > 126 || k < histogram_min_level) {  // 2^-k would be a subnormal float: exact double path
-        histogram_count_ref(x, n, k, first, nbins, counts);
+        for_each_sampled_group(n, s, [&](std::size_t b, std::size_t len) {
+            histogram_count_ref(x + b, len, k, first, nbins, counts);
+        });
         return;
     }
-    if (n < 4 * nbins) {  // too few values to pay for zeroing and flushing sub-histograms
+    if (sampled_size(n, s) < 4 * nbins) {  // too few values to pay for zeroing and flushing sub-histograms
         const float scale = std::ldexp(1.0f, -k);
         const auto first32 = static_cast<std::int32_t>(first);
         const auto last32 = static_cast<std::int32_t>(nbins - 1);
-        for (std::size_t i = 0; i < n; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
+        for_each_sampled_group(n, s, [&](std::size_t b, std::size_t len) {
+            for (std::size_t i = b; i < b + len; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
+        });
         return;
     }
     auto& scratch = histogram_scratch();
@@ -214,7 +250,7 @@ inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int
     scratch.assign(histogram_lanes * stride, 0u);
     constexpr std::size_t chunk = std::size_t{1} << 30;  // keeps every sub-count below 2^32
     for (std::size_t base = 0; base < n; base += chunk) {
-        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, stride, scratch.data());
+        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, stride, scratch.data(), s);
         histogram_flush_sub(nbins, stride, scratch.data(), counts);
     }
 }
