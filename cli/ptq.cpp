@@ -74,7 +74,7 @@ const char* const ptq_usage =
     "  --batch N               samples per forward pass (default 32)\n"
     "  --threads N             threads (default: all cores)\n"
     "  --workers N             calibration workers, each with its own executor (default 1)\n"
-    "  --calib-sample N        histogram ranges (sqnr, mse, percentile, entropy) count one 64-value group in N:\n"
+    "  --calib-sample N        histogram ranges (sqnr, mse, percentile, entropy) count one 16-value group in N:\n"
     "                          1 (default, every value), 2, 4, 8 or 16; min/max stay exact. 8 cuts the\n"
     "                          classifier's SQNR calibration time by 28% and moves some encodings slightly\n"
     "  --allow-nonfinite       skip samples with NaN/Inf instead of failing\n"

@@ -4,6 +4,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <set>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -72,14 +73,16 @@ TEST(ExactHistogram, IndependentOfBatchingAndOrder) {
     }
 }
 
-// Sampled counting: min/max from every value, counts from exactly the 64-value groups at multiples of 64 * sample
-// from the start of each add, large or small; splits at multiples of 64 * sample and merges give the same state.
+// Sampled counting: min/max from every value, counts from exactly the 16-value groups the pattern, rotated by the
+// chunk's min/max hash, selects in each 16384-value chunk of an add of more than 4096 values; smaller adds count
+// everything; splits at multiples of 16384 and merges give the same state. The pattern: 1024 / sample groups per
+// chunk, nested across samples, and scattered (not every s-th group).
 TEST(ExactHistogram, SampledCountsExactlyTheChosenBlocks) {
     for (std::size_t sample : {2u, 8u, 16u}) {
         SCOPED_TRACE("sample " + std::to_string(sample));
-        // 100000 values (the range grows: re-binning between chunks; a partial last group) and a small add (one
-        // chunk, counted without sub-histograms) of 5000.
-        for (std::size_t n : {std::size_t{100000}, std::size_t{5000}}) {
+        // 100008 values (the range grows: re-binning between chunks; a last chunk of 1704 values, which may end
+        // inside a counted group), an add of one partial chunk (5000) and a small add of 4096 (counted whole).
+        for (std::size_t n : {std::size_t{100008}, std::size_t{5000}, std::size_t{4096}}) {
             SCOPED_TRACE("n " + std::to_string(n));
             const auto x = growing(n, qtest::default_seed);
             exact_histogram h(2048, sample);
@@ -87,10 +90,23 @@ TEST(ExactHistogram, SampledCountsExactlyTheChosenBlocks) {
             exact_histogram ref(2048);
             ref.extend(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()));
             std::uint64_t counted = 0;
-            for (std::size_t off = 0; off < x.size(); off += 64 * sample) {
-                const std::size_t len = std::min<std::size_t>(64, x.size() - off);
-                ref.count_in_range(x.data() + off, len);
-                counted += len;
+            for (std::size_t base = 0; base < x.size(); base += 16384) {
+                const std::size_t m = std::min<std::size_t>(16384, x.size() - base);
+                if (x.size() <= exact_histogram::sampled_min_add) {  // small adds: every value
+                    ref.count_in_range(x.data(), x.size());
+                    counted += x.size();
+                    break;
+                }
+                const auto [mn, mx] = std::minmax_element(x.begin() + static_cast<std::ptrdiff_t>(base),
+                                                          x.begin() + static_cast<std::ptrdiff_t>(base + m));
+                const std::uint32_t rot = detail::sampled_rotation(*mn, *mx);
+                for (std::uint32_t o : detail::sampled_group_offsets(sample)) {
+                    const std::size_t b = (o + 16 * std::size_t{rot}) % 16384;
+                    if (b >= m) continue;
+                    const std::size_t len = std::min<std::size_t>(16, m - b);
+                    ref.count_in_range(x.data() + base + b, len);
+                    counted += len;
+                }
             }
             EXPECT_EQ(h.total(), counted);
             EXPECT_EQ(h.min(), ref.min());
@@ -112,6 +128,23 @@ TEST(ExactHistogram, SampledCountsExactlyTheChosenBlocks) {
         exact_histogram exact(2048);
         exact.add(x);
         EXPECT_THROW(exact.merge(h), invalid_argument);
+    }
+    // The pattern itself.
+    for (std::size_t sample : {2u, 4u, 8u, 16u}) {
+        const auto& o = detail::sampled_group_offsets(sample);
+        EXPECT_EQ(o.size(), 1024 / sample);
+        EXPECT_TRUE(std::is_sorted(o.begin(), o.end()));
+        for (auto v : o) EXPECT_EQ(v % 16, 0u);
+        if (sample < 16) {
+            const auto& finer = detail::sampled_group_offsets(sample * 2);
+            EXPECT_TRUE(std::includes(o.begin(), o.end(), finer.begin(), finer.end()));
+        }
+        // Scattered: over a structure of 72 groups (say channels of 1152 values), the counted groups fall in many
+        // of its positions (a random pick of 1024 / s groups: about 72 (1 - exp(-1024 / (72 s))) of them), where
+        // every s-th group would see only 72 / gcd(72, s) of them: 9 for s = 8 and 16.
+        std::set<std::uint32_t> residues;
+        for (auto v : o) residues.insert(v / 16 % 72);
+        EXPECT_GE(residues.size(), std::min<std::size_t>(72, 1024 / sample) / 2) << "sample " << sample;
     }
     EXPECT_THROW(exact_histogram(2048, 3), invalid_argument);
     EXPECT_THROW(exact_histogram(2048, 32), invalid_argument);

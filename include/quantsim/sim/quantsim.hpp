@@ -85,7 +85,7 @@ struct calibration_options {
     int workers = 1;
     /// Progress callback: (batches done, batches total).
     std::function<void(std::size_t, std::size_t)> progress;
-    /// Histogram observers (SQNR, MSE, percentile, entropy) count one 64-value group in this many: 1 (every value,
+    /// Histogram observers (SQNR, MSE, percentile, entropy) count one 16-value group in this many: 1 (every value,
     /// the default), 2, 4, 8 or 16. Min/max still see every value. Counting is most of a histogram calibration's
     /// time (docs/quantsim.md, "Speed: calibration", has the classifier's figures and how the encodings move).
     /// Encodings stay independent of threads and workers.

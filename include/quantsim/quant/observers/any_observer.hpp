@@ -110,7 +110,7 @@ inline range_method parse_range_method(std::string_view text) {
 struct observer_options {
     std::size_t bins = exact_histogram::default_bins;  ///< histogram observers
     std::string label;                                 ///< names the tensor in error messages
-    /// Per-tensor histogram observers count one 64-value group in this many (1, 2, 4, 8, 16; min/max stay
+    /// Per-tensor histogram observers count one 16-value group in this many (1, 2, 4, 8, 16; min/max stay
     /// exact): exact_histogram, "Sampled counting".
     std::size_t histogram_sample = 1;
 };

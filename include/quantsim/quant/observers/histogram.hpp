@@ -10,11 +10,13 @@
 // the level of the union's range and adds the counts, which gives exactly that state again.
 //
 // Sampled counting (sample = 2, 4, 8 or 16; 1 = every value, the default): min and max still see every value, but
-// only the 64-value groups at offsets 0, 64 * sample, 2 * 64 * sample, ... of each add() are counted. Counting is
-// most of a calibration's cost; a 1-in-8 sample of the millions of values an activation sees estimates the
-// distribution's shape well, but the state then depends on where adds start: callers that split a tensor must split
-// it at multiples of 64 * sample (quant_sim's calibration splits at multiples of 16384) to get the same counts as one
-// add().
+// in an add() of more than 4096 values (sampled_min_add) only one 16-value group in `sample` of each 16384-value
+// chunk is counted: a fixed scattered pattern (detail::sampled_group_offsets), rotated per chunk by a hash of the
+// chunk's min and max, so the counted positions move with the data instead of meeting the same channels in every add
+// of a same-shaped value. Smaller adds count every value (they cost little, and a sample of a few hundred values per
+// image is noisy). Counting is most of a calibration's cost; the state then depends on where adds start: callers
+// that split a tensor must split it at multiples of 16384 (quant_sim's calibration does) to get the same counts as
+// one add().
 #pragma once
 
 #include <algorithm>
@@ -51,7 +53,7 @@ public:
     }
 
     std::size_t max_bins() const noexcept { return max_bins_; }
-    /// 1: every value is counted; n: one 64-value group in n (see the top of this file).
+    /// 1: every value is counted; n: one 16-value group in n (see the top of this file).
     std::size_t sample() const noexcept { return sample_; }
     bool empty() const noexcept { return total_ == 0; }
     /// Number of values counted.
@@ -75,12 +77,11 @@ public:
     /// unchanged.
     void add(std::span<const float> x, std::string_view who = "histogram", const shape_t* shape = nullptr) {
         if (x.empty()) return;
-        if (x.size() <= fused_chunk || !(x.size() >= 4 * max_bins_)) {
+        if (sample_ > 1 ? x.size() <= sampled_min_add : (x.size() <= fused_chunk || x.size() < 4 * max_bins_)) {
             detail::minmax_pair r;
             if (!detail::scan_minmax(x.data(), x.size(), r)) detail::throw_non_finite(who, x.data(), x.size(), shape);
             extend(r.min, r.max);
-            detail::histogram_count(x.data(), x.size(), level_, first_, counts_.size(), counts_.data(), sample_);
-            total_ += detail::sampled_size(x.size(), sample_);
+            count_in_range(x.data(), x.size());
             return;
         }
         add_fused(x, who, shape);
@@ -96,8 +97,7 @@ public:
         max_ = nmax;
     }
 
-    /// Counts values that are known to be finite and inside [min(), max()] (after extend()); every value, whatever
-    /// sample() is.
+    /// Counts values that are known to be finite and inside [min(), max()] (after extend()).
     void count_in_range(const float* x, std::size_t n) {
         detail::histogram_count(x, n, level_, first_, counts_.size(), counts_.data());
         total_ += n;
@@ -180,6 +180,12 @@ private:
     /// instead of two. The result is the same: re-binning is exact whenever a chunk widens the range.
     static constexpr std::size_t fused_chunk = std::size_t{1} << 14;
 
+public:
+    /// Sampled histograms count every value of adds up to this size (see the top of this file).
+    static constexpr std::size_t sampled_min_add = 4096;
+
+private:
+
     void add_fused(std::span<const float> x, std::string_view who, const shape_t* shape) {
         // Strong guarantee: a NaN in a later chunk undoes earlier ones. The state changes only when a chunk widens
         // the range (flush and re-bin) or counts straight into counts_, so the copy is taken then, not per add
@@ -188,19 +194,25 @@ private:
         const auto before_change = [&] {
             if (!backup) backup.emplace(*this);
         };
-        auto& sub = detail::histogram_scratch();
         const std::size_t stride = detail::histogram_sub_stride(max_bins_);
-        sub.assign(detail::histogram_lanes * stride, 0u);
+        auto& sub = detail::histogram_scratch(detail::histogram_lanes * stride);
         std::size_t pending = 0, counted = 0;
+        // Bins [lo, hi) of the sub-histograms hold counts not flushed yet: the bins of the chunks' ranges.
+        std::size_t lo = SIZE_MAX, hi = 0;
         const auto flush = [&] {
-            detail::histogram_flush_sub(counts_.size(), stride, sub.data(), counts_.data());
+            if (lo < hi) detail::histogram_flush_sub(lo, hi, stride, sub.data(), counts_.data());
             pending = 0;
+            lo = SIZE_MAX;
+            hi = 0;
         };
         for (std::size_t base = 0; base < x.size(); base += fused_chunk) {
             const std::size_t m = std::min(fused_chunk, x.size() - base);
             const float* p = x.data() + base;
             detail::minmax_pair r;
             if (!detail::scan_minmax(p, m, r)) {
+                for (std::size_t l = 0; l < detail::histogram_lanes && lo < hi; ++l)  // the scratch stays all zeros
+                    std::fill(sub.begin() + static_cast<std::ptrdiff_t>(l * stride + lo),
+                              sub.begin() + static_cast<std::ptrdiff_t>(l * stride + hi), 0u);
                 if (backup) *this = std::move(*backup);  // else only the scratch sub-histograms saw this add
                 detail::throw_non_finite(who, x.data(), x.size(), shape);
             }
@@ -209,20 +221,25 @@ private:
                 if (pending) flush();
                 extend(r.min, r.max);
             }
+            const std::uint32_t rot = sample_ > 1 ? detail::sampled_rotation(r.min, r.max) : 0;
             if (level_ > 126) {  // subnormal scale: exact double path, straight into the counts
                 before_change();
-                detail::histogram_count(p, m, level_, first_, counts_.size(), counts_.data(), sample_);
+                detail::for_each_sampled_group(m, sample_, rot, [&](std::size_t b, std::size_t len) {
+                    detail::histogram_count_ref(p + b, len, level_, first_, counts_.size(), counts_.data());
+                });
             } else {
                 const std::size_t next = std::min(fused_chunk, x.size() - base - m);
-                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), stride, sub.data(), sample_, p + m,
-                                            next);
+                lo = std::min(lo, static_cast<std::size_t>(detail::bin_index_ref(r.min, level_) - first_));
+                hi = std::max(hi, static_cast<std::size_t>(detail::bin_index_ref(r.max, level_) - first_) + 1);
+                detail::histogram_count_sub(p, m, level_, first_, counts_.size(), stride, sub.data(), sample_, rot,
+                                            p + m, next);
                 pending += m;
                 if (pending >= (std::size_t{1} << 31)) {
                     before_change();
                     flush();
                 }
             }
-            counted += detail::sampled_size(m, sample_);
+            counted += detail::sampled_size(m, sample_, rot);
         }
         if (pending) flush();
         total_ += counted;

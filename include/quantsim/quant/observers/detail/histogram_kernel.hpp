@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -65,31 +66,81 @@ inline void histogram_count_ref(const float* x, std::size_t n, int k, std::int64
     for (std::size_t i = 0; i < n; ++i) counts[std::clamp(bin_index_ref(x[i], k) - first, std::int64_t{0}, last)]++;
 }
 
-/// Sampled counting (exact_histogram's `sample` s = 1, 2, 4, 8 or 16) counts the 64-value groups that start at
-/// offsets 0, 64 s, 128 s, ... from the start of an add: a fixed pattern, so the counts of an add split at multiples
-/// of 64 s (calibration's 16384-value parts) equal those of one add.
-constexpr std::size_t histogram_sample_group = 64;
+/// Sampled counting (exact_histogram's `sample` s = 1, 2, 4, 8 or 16) counts one 16-value group in s of each
+/// 16384-value chunk: the 1024 / s groups that come first in a fixed pseudo-random order of the chunk's 1024 groups
+/// (so the 1/16 groups are among the 1/8 ones, and so on), rotated by `rot` groups, which the caller derives from the
+/// chunk's data. Scattered and rotated groups matter: a regular or fixed pattern meets the same channels or columns
+/// in every add of a same-shaped value and skewed the sample.
+constexpr std::size_t histogram_sample_group = 16;
+constexpr std::size_t histogram_sample_period = 16384;
+constexpr std::size_t histogram_sample_groups = histogram_sample_period / histogram_sample_group;
 
-/// Calls f(begin, length) for each counted group of x[0, n) at sampling s (one call for s = 1).
+/// Offsets (in values, ascending) of the groups counted in one chunk at sampling s (s > 1), before rotation.
+inline const std::vector<std::uint32_t>& sampled_group_offsets(std::size_t s) {
+    static const auto tables = [] {
+        std::vector<std::uint32_t> order(histogram_sample_groups);
+        for (std::size_t g = 0; g < order.size(); ++g) order[g] = static_cast<std::uint32_t>(g);
+        std::uint64_t state = 0x9E3779B97F4A7C15ull;  // fixed: the pattern is part of the histogram's definition
+        for (std::size_t g = order.size() - 1; g > 0; --g) {  // Fisher-Yates with splitmix64
+            state += 0x9E3779B97F4A7C15ull;
+            std::uint64_t z = state;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            z ^= z >> 31;
+            std::swap(order[g], order[static_cast<std::size_t>(z % (g + 1))]);
+        }
+        std::vector<std::vector<std::uint32_t>> t(5);  // index log2(s)
+        for (std::size_t l = 1; l < t.size(); ++l) {
+            t[l].assign(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(order.size() >> l));
+            for (auto& o : t[l]) o *= static_cast<std::uint32_t>(histogram_sample_group);
+            std::sort(t[l].begin(), t[l].end());
+        }
+        return t;
+    }();
+    std::size_t l = 0;
+    while ((std::size_t{2} << l) <= s && l + 1 < tables.size()) ++l;
+    return tables[l];
+}
+
+/// The rotation (in groups) of a chunk whose values span [mn, mx]: a hash of the two floats' bits, so it changes
+/// from chunk to chunk with the data, and is the same wherever the chunk is counted (threads, workers).
+inline std::uint32_t sampled_rotation(float mn, float mx) noexcept {
+    std::uint32_t a, b;
+    std::memcpy(&a, &mn, sizeof a);
+    std::memcpy(&b, &mx, sizeof b);
+    std::uint64_t z = (static_cast<std::uint64_t>(a) << 32 | b) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return static_cast<std::uint32_t>((z ^ (z >> 31)) % histogram_sample_groups);
+}
+
+/// Calls f(begin, length) for each counted group of one chunk x[0, n) (n <= 16384) at sampling s and rotation rot
+/// (one call for all of it when s = 1); groups come in no particular order.
 template <class F>
-void for_each_sampled_group(std::size_t n, std::size_t s, F&& f) {
+void for_each_sampled_group(std::size_t n, std::size_t s, std::uint32_t rot, F&& f) {
     if (s <= 1) {
         if (n) f(std::size_t{0}, n);
         return;
     }
-    for (std::size_t b = 0; b < n; b += histogram_sample_group * s) f(b, std::min(histogram_sample_group, n - b));
+    const std::size_t shift = std::size_t{rot} * histogram_sample_group;
+    for (std::uint32_t o : sampled_group_offsets(s)) {
+        const std::size_t b = (o + shift) % histogram_sample_period;
+        if (b < n) f(b, std::min(histogram_sample_group, n - b));
+    }
 }
 
-/// How many of n values sampling s counts.
-constexpr std::size_t sampled_size(std::size_t n, std::size_t s) noexcept {
-    if (s <= 1) return n;
-    const std::size_t period = histogram_sample_group * s;
-    return n / period * histogram_sample_group + std::min(n % period, histogram_sample_group);
+/// How many values of a chunk of n sampling s with rotation rot counts.
+inline std::size_t sampled_size(std::size_t n, std::size_t s, std::uint32_t rot) {
+    std::size_t c = 0;
+    for_each_sampled_group(n, s, rot, [&](std::size_t, std::size_t len) { c += len; });
+    return c;
 }
 
-/// Per-thread scratch for the sub-histograms (not part of any observer's state).
-inline std::vector<std::uint32_t>& histogram_scratch() {
+/// Per-thread scratch for the sub-histograms (not part of any observer's state): all zeros between uses (users
+/// flush, or zero, every bin they counted into), so a use need not clear all of it first. At least n entries.
+inline std::vector<std::uint32_t>& histogram_scratch(std::size_t n) {
     thread_local std::vector<std::uint32_t> buf;
+    if (buf.size() < n) buf.assign(n, 0u);
     return buf;
 }
 
@@ -108,14 +159,15 @@ constexpr std::size_t histogram_lanes = 4;
 /// possible reload of another lane's pending store (4K aliasing) and runs of one bin were twice as slow).
 constexpr std::size_t histogram_sub_stride(std::size_t nbins) noexcept { return (nbins + 15) / 16 * 16 + 16; }
 
-/// Counts x[0, n) (the groups sampling s selects, see for_each_sampled_group) into the sub-histograms
-/// sub[lane * stride + bin] (bins [first, first + nbins) at level k <= 126). Each sub-count grows by at most n:
-/// callers flush before 2^32.
+/// Counts x[0, n) into the sub-histograms sub[lane * stride + bin] (bins [first, first + nbins) at level k <= 126):
+/// every value, or with s > 1 the groups of one chunk (n <= 16384) that sampling s with rotation rot selects. Each
+/// sub-count grows by at most n: callers flush before 2^32.
 /// `prefetch` (optional, `prefetch_n` floats): data the caller reads next; it is pulled into the cache while this
 /// (compute-bound) loop runs, so streaming large inputs overlaps memory reads with counting.
 inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
                                 std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub,
-                                std::size_t s = 1, const float* prefetch = nullptr, std::size_t prefetch_n = 0) {
+                                std::size_t s = 1, std::uint32_t rot = 0, const float* prefetch = nullptr,
+                                std::size_t prefetch_n = 0) {
     s = std::max<std::size_t>(s, 1);
     const float scale = std::ldexp(1.0f, -k);
     const auto first32 = static_cast<std::int32_t>(first);
@@ -125,6 +177,7 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + stride;
     std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + stride;
     std::size_t i = 0;
+    std::size_t tail_s = s;  // sampling of what is left after the vector loops
 #if !defined(__AVX512F__)
     (void)prefetch, (void)prefetch_n;
 #else
@@ -159,29 +212,22 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
     }
     std::uint64_t n_zero = 0, n_last = 0;
     alignas(64) std::uint32_t idx[64 + 16];
-    const char* pf = reinterpret_cast<const char*>(prefetch);
-    const char* const pf_end = pf + prefetch_n * sizeof(float);
-    static_assert(histogram_sample_group == 64, "one iteration counts one sample group");
-    for (; i + 64 <= n; i += 64 * s) {
-        if (pf < pf_end) {  // 256 bytes of the next data per 256 bytes counted
-            for (int c = 0; c < 4; ++c) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
-            pf += 256;
+    // Bins of the 16 values at p into idx[m...] (hot ones counted apart).
+    const auto put = [&](const float* p, std::size_t& m) {
+        const __m512i g = bins_of(_mm512_loadu_ps(p));
+        if (hot) {
+            const __mmask16 z = _mm512_cmpeq_epi32_mask(g, vzbin), l = _mm512_cmpeq_epi32_mask(g, vlast);
+            n_zero += static_cast<std::uint64_t>(__builtin_popcount(z));
+            n_last += static_cast<std::uint64_t>(__builtin_popcount(static_cast<__mmask16>(l & ~z)));
+            const auto keep = static_cast<__mmask16>(~(z | l));
+            _mm512_storeu_si512(reinterpret_cast<__m512i*>(idx + m), _mm512_maskz_compress_epi32(keep, g));
+            m += static_cast<std::size_t>(__builtin_popcount(keep));
+        } else {
+            _mm512_storeu_si512(reinterpret_cast<__m512i*>(idx + m), g);
+            m += 16;
         }
-        std::size_t m = 64;
-        if (hot) m = 0;
-        for (int h = 0; h < 4; ++h) {
-            const __m512i g = bins_of(_mm512_loadu_ps(x + i + 16 * h));
-            if (hot) {
-                const __mmask16 z = _mm512_cmpeq_epi32_mask(g, vzbin), l = _mm512_cmpeq_epi32_mask(g, vlast);
-                n_zero += static_cast<std::uint64_t>(__builtin_popcount(z));
-                n_last += static_cast<std::uint64_t>(__builtin_popcount(static_cast<__mmask16>(l & ~z)));
-                const auto keep = static_cast<__mmask16>(~(z | l));
-                _mm512_storeu_si512(reinterpret_cast<__m512i*>(idx + m), _mm512_maskz_compress_epi32(keep, g));
-                m += static_cast<std::size_t>(__builtin_popcount(keep));
-            } else {
-                _mm512_store_si512(reinterpret_cast<__m512i*>(idx + 16 * h), g);
-            }
-        }
+    };
+    const auto scatter = [&](std::size_t m) {
         // Read the indices back from memory: left alone, GCC keeps them in the vector register and extracts each
         // lane (vpextrd, 2 uops on the shuffle port), which made this loop ~10-25% slower than plain loads.
         const std::uint32_t* QUANTSIM_RESTRICT ix = idx;
@@ -196,15 +242,48 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
             h3[ix[j + 3]]++;
         }
         for (; j < m; ++j) h0[ix[j]]++;
+    };
+    if (s == 1) {
+        const char* pf = reinterpret_cast<const char*>(prefetch);
+        const char* const pf_end = pf + prefetch_n * sizeof(float);
+        for (; i + 64 <= n; i += 64) {
+            if (pf < pf_end) {  // 256 bytes of the next data per 256 bytes counted
+                for (int c = 0; c < 4; ++c) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
+                pf += 256;
+            }
+            std::size_t m = 0;
+            for (int h = 0; h < 4; ++h) put(x + i + 16 * h, m);
+            scatter(m);
+        }
+    } else {
+        // The counted groups; the one group that may cross n is left to the scalar tail.
+        static_assert(histogram_sample_group == 16, "one put() per group");
+        std::size_t m = 0;
+        i = n;
+        const std::size_t shift = std::size_t{rot} * histogram_sample_group;
+        for (std::uint32_t o : sampled_group_offsets(s)) {
+            const std::size_t b = (o + shift) % histogram_sample_period;
+            if (b + 16 > n) {
+                if (b < n) i = b;
+                continue;
+            }
+            put(x + b, m);
+            if (m > 48) {
+                scatter(m);
+                m = 0;
+            }
+        }
+        scatter(m);
+        tail_s = 1;  // [i, n) is one counted group (or empty)
+        (void)prefetch, (void)prefetch_n;  // sampled data was just scanned for min/max: it is in the cache
     }
     h0[zero_bin] += static_cast<std::uint32_t>(n_zero);
     h0[last32] += static_cast<std::uint32_t>(n_last);
 #endif
-    // The rest (all of it without AVX-512; else the last, partial group), group by group. The vector loop may step
-    // past n when it skips groups.
-    i = std::min(i, n);
-    for_each_sampled_group(n - i, s, [&](std::size_t b, std::size_t len) {
-        const float* QUANTSIM_RESTRICT y = x + i + b;
+    // The rest: all of it without AVX-512, else what the vector loops left (s = 1: the last < 64 values; s > 1:
+    // the group that crosses n, if one does).
+    const auto rest = [&](std::size_t b, std::size_t len) {
+        const float* QUANTSIM_RESTRICT y = x + i + b;  // i = 0 when groups are sampled here
         std::size_t j = 0;
         for (; j + 4 <= len; j += 4) {
             h0[bin_offset(y[j], scale, first32, last32)]++;
@@ -213,45 +292,50 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
             h3[bin_offset(y[j + 3], scale, first32, last32)]++;
         }
         for (; j < len; ++j) h0[bin_offset(y[j], scale, first32, last32)]++;
-    });
+    };
+    if (tail_s == 1)
+        rest(0, n - i);
+    else
+        for_each_sampled_group(n, s, rot, rest);
 }
 
-/// counts[b] += the sub-histograms' counts of bin b; the sub-histograms are zeroed.
-inline void histogram_flush_sub(std::size_t nbins, std::size_t stride, std::uint32_t* QUANTSIM_RESTRICT sub,
-                                std::uint64_t* QUANTSIM_RESTRICT counts) noexcept {
-    for (std::size_t l = 0; l < histogram_lanes; ++l) {
-        std::uint32_t* QUANTSIM_RESTRICT h = sub + l * stride;
-        for (std::size_t b = 0; b < nbins; ++b) counts[b] += h[b];
-        std::fill_n(h, nbins, 0u);
+/// counts[b] += the sub-histograms' counts of bin b for b in [lo, hi) (the bins counted into since the last flush);
+/// those sub-histogram bins are zeroed. The lanes are summed in 32 bits first (their total is at most the values
+/// counted since the last flush, which callers keep below 2^32), so counts, which are cold when calibration
+/// interleaves hundreds of histograms, are read and written once instead of once per lane.
+inline void histogram_flush_sub(std::size_t lo, std::size_t hi, std::size_t stride,
+                                std::uint32_t* QUANTSIM_RESTRICT sub, std::uint64_t* QUANTSIM_RESTRICT counts) noexcept {
+    std::uint32_t* QUANTSIM_RESTRICT h0 = sub;
+    std::uint32_t* QUANTSIM_RESTRICT h1 = h0 + stride;
+    std::uint32_t* QUANTSIM_RESTRICT h2 = h1 + stride;
+    std::uint32_t* QUANTSIM_RESTRICT h3 = h2 + stride;
+    static_assert(histogram_lanes == 4);
+    for (std::size_t b = lo; b < hi; ++b) {
+        counts[b] += std::uint64_t{h0[b] + h1[b] + h2[b] + h3[b]};
+        h0[b] = h1[b] = h2[b] = h3[b] = 0;
     }
 }
 
-/// Counts x[0, n) (the groups sampling s selects) into counts (bins [first, first + nbins) at level k). Same result
-/// as histogram_count_ref on those groups.
+/// Counts x[0, n) into counts (bins [first, first + nbins) at level k). Same result as histogram_count_ref.
 inline void histogram_count(const float* QUANTSIM_RESTRICT x, std::size_t n, int k, std::int64_t first,
-                            std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts, std::size_t s = 1) {
+                            std::size_t nbins, std::uint64_t* QUANTSIM_RESTRICT counts) {
     if (k > 126 || k < histogram_min_level) {  // 2^-k would be a subnormal float: exact double path
-        for_each_sampled_group(n, s, [&](std::size_t b, std::size_t len) {
-            histogram_count_ref(x + b, len, k, first, nbins, counts);
-        });
+        histogram_count_ref(x, n, k, first, nbins, counts);
         return;
     }
-    if (sampled_size(n, s) < 4 * nbins) {  // too few values to pay for zeroing and flushing sub-histograms
+    if (n < 4 * nbins) {  // too few values to pay for zeroing and flushing sub-histograms
         const float scale = std::ldexp(1.0f, -k);
         const auto first32 = static_cast<std::int32_t>(first);
         const auto last32 = static_cast<std::int32_t>(nbins - 1);
-        for_each_sampled_group(n, s, [&](std::size_t b, std::size_t len) {
-            for (std::size_t i = b; i < b + len; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
-        });
+        for (std::size_t i = 0; i < n; ++i) counts[bin_offset(x[i], scale, first32, last32)]++;
         return;
     }
-    auto& scratch = histogram_scratch();
     const std::size_t stride = histogram_sub_stride(nbins);
-    scratch.assign(histogram_lanes * stride, 0u);
-    constexpr std::size_t chunk = std::size_t{1} << 30;  // keeps every sub-count below 2^32
+    auto& scratch = histogram_scratch(histogram_lanes * stride);
+    constexpr std::size_t chunk = std::size_t{1} << 30;  // keeps the lanes' total below 2^32
     for (std::size_t base = 0; base < n; base += chunk) {
-        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, stride, scratch.data(), s);
-        histogram_flush_sub(nbins, stride, scratch.data(), counts);
+        histogram_count_sub(x + base, std::min(chunk, n - base), k, first, nbins, stride, scratch.data());
+        histogram_flush_sub(0, nbins, stride, scratch.data(), counts);
     }
 }
 
