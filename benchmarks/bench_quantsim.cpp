@@ -1,7 +1,10 @@
 // QuantSim speed on the PaddleOCR classifier (issue 4's targets), side by side with the FP32 executor in one run:
 //   - simulated W8A8 forward vs FP32 forward, batch 32 (target: at most 1.3x); fused=0 is the reference hook path;
-//   - calibration of 256 images with the SQNR observer vs a plain FP32 pass over them (target: at most 2x);
-//     sqnr_256_workers: the same with one calibration worker per thread.
+//   - calibration of 256 images (batches of 32) with the SQNR observer vs a plain FP32 pass over them (target: at
+//     most 2x). pass_256/threads/batch: the FP32 pass, also over batches of 4 (the executor is faster on small
+//     batches, whose activations stay in cache). sqnr_256/threads/sample/micro: histogram_sample (1 = count every
+//     value, 8 = the default) and micro_batch (0 = automatic, the default; -1 = whole batches);
+//     sqnr_256_workers: the defaults with one calibration worker per thread.
 // Needs the model (make peers) and uses .data/cls/calib/X.npy when present (random inputs otherwise).
 //   build/bin/bench_quantsim [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
@@ -76,7 +79,7 @@ void BM_classifier_fp32_pass_256(benchmark::State& state) {
     qs::executor_options eo;
     eo.num_threads = static_cast<int>(state.range(0));
     qs::executor ex(qs::load_onnx(model_path), eo);
-    const auto b = batches(images(256), 32);
+    const auto b = batches(images(256), state.range(1));
     for (auto _ : state)
         for (const auto& x : b) benchmark::DoNotOptimize(ex.run({x}));
     state.SetItemsProcessed(state.iterations() * 256);
@@ -91,6 +94,7 @@ void BM_classifier_calibrate_sqnr_256(benchmark::State& state) {
     o.activation_range = qs::parse_range_method("sqnr");
     qs::calibration_options co;
     co.histogram_sample = static_cast<std::size_t>(state.range(1));  // 1 = count every value
+    co.micro_batch = state.range(2);
     for (auto _ : state) {
         state.PauseTiming();
         qs::quant_sim sim(g, o);
@@ -131,8 +135,23 @@ BENCHMARK(BM_classifier_simulated_forward)
     ->Args({2, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_classifier_fp32_pass_256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_classifier_calibrate_sqnr_256)->Args({1, 1})->Args({2, 1})->Args({1, 8})->Args({2, 8})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_classifier_fp32_pass_256)
+    ->ArgNames({"threads", "batch"})
+    ->Args({1, 32})
+    ->Args({2, 32})
+    ->Args({1, 4})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_classifier_calibrate_sqnr_256)
+    ->ArgNames({"threads", "sample", "micro"})
+    ->Args({1, 8, 0})
+    ->Args({2, 8, 0})
+    ->Args({1, 1, 0})
+    ->Args({2, 1, 0})
+    ->Args({1, 1, -1})
+    ->Args({1, 8, -1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_classifier_calibrate_sqnr_256_workers)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();

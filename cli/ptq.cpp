@@ -73,10 +73,11 @@ const char* const ptq_usage =
     "  --labels FILE           labels for --eval (.npy, int64 [N])\n"
     "  --batch N               samples per forward pass (default 32)\n"
     "  --threads N             threads (default: all cores)\n"
-    "  --workers N             calibration workers, each with its own executor (default 1)\n"
-    "  --calib-sample N        histogram ranges (sqnr, mse, percentile, entropy) count one 16-value group in N:\n"
-    "                          1 (default, every value), 2, 4, 8 or 16; min/max stay exact. 8 cuts the\n"
-    "                          classifier's SQNR calibration time by 28% and moves some encodings slightly\n"
+    "  --workers N             calibration workers, each with its own executor (default: one per thread;\n"
+    "                          one with --range ema)\n"
+    "  --calib-sample N        histogram ranges (sqnr, mse, percentile, entropy) count one 16-value group in N\n"
+    "                          of each activation: 1 (every value), 2, 4, 8 (default) or 16; min/max stay exact.\n"
+    "                          1 takes the classifier's SQNR calibration from 1.9x to 3.5x an FP32 pass\n"
     "  --allow-nonfinite       skip samples with NaN/Inf instead of failing\n"
     "  --no-report             do not write DIR/report.html (per-layer analysis of the result, as quantsim analyze)\n"
     "  --report-samples N      calibration samples the report's statistics and sensitivity use (default 32)\n"
@@ -121,7 +122,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     const bool allow_nonfinite = a.flag("--allow-nonfinite");
     const std::int64_t batch = a.int_value("--batch", 32, 1, std::int64_t{1} << 31);
     const std::int64_t threads = a.int_value("--threads", 0, 1, 4096);
-    const std::int64_t workers = a.int_value("--workers", 1, 1, 256);
+    const std::int64_t workers = a.int_value("--workers", 0, 1, 256);  // 0: automatic
     const std::int64_t opset = a.int_value("--opset", 13, 13, 21);
     if (a.value("--eval").has_value() != a.value("--labels").has_value())
         throw cli::usage_error("--eval and --labels go together");
@@ -263,7 +264,7 @@ int ptq_command(const std::vector<std::string>& raw_argv) {
     const auto t0 = std::chrono::steady_clock::now();
     po.calibration.workers = static_cast<int>(workers);
     {
-        const std::int64_t sample = a.int_value("--calib-sample", 1, 1, 16);
+        const std::int64_t sample = a.int_value("--calib-sample", 8, 1, 16);
         if ((sample & (sample - 1)) != 0) throw cli::usage_error("--calib-sample must be 1, 2, 4, 8 or 16");
         po.calibration.histogram_sample = static_cast<std::size_t>(sample);
     }

@@ -2,6 +2,7 @@
 #include <quantsim/sim/quantsim.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <exception>
 #include <functional>
@@ -535,77 +536,110 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
     if (observed.empty()) return;
 
     const int threads = m.opts.num_threads > 0 ? m.opts.num_threads : default_num_threads();
-    const int workers = std::max(1, std::min<int>(options.workers > 0 ? options.workers : threads,
-                                                  static_cast<int>(batches.size())));
+    bool moving_average = false;
+    for (std::size_t i : observed) moving_average = moving_average || m.qs[i].range.kind == range_method_kind::moving_average;
+    // Micro-batches (calibration_options::micro_batch): only when the split cannot change what is observed.
+    const bool split = options.micro_batch >= 0 && !moving_average && samples_are_independent(m.model).independent;
+    // Rows of a batch that can be split: every input has them along axis 0 (0: run the batch whole).
+    const auto rows_of = [&](std::size_t b) -> std::int64_t {
+        const auto& in = batches[b];
+        std::int64_t rows = in.empty() || in[0].rank() == 0 ? 0 : in[0].dim(0);
+        for (const auto& t : in)
+            if (t.rank() == 0 || t.dim(0) != rows) rows = 0;
+        return split && rows > 1 ? rows : 0;
+    };
+    std::int64_t pieces_bound = 0;
+    for (std::size_t b = 0; b < batches.size(); ++b) pieces_bound += std::max<std::int64_t>(rows_of(b), 1);
+    // Workers take pieces (or batches) as they come; the moving average depends on their order, so automatic
+    // worker counts keep it on one.
+    const int requested = options.workers > 0 ? options.workers : (moving_average ? 1 : threads);
+    const int workers = static_cast<int>(std::clamp<std::int64_t>(requested, 1, pieces_bound));
     struct worker_state {
         std::map<std::string, observer, std::less<>> obs;
+        std::unique_ptr<executor> ex;
+        std::size_t current_batch = 0;
+        std::int64_t largest = 0;  // elements of the largest value observed in the current run
     };
     std::vector<worker_state> states(static_cast<std::size_t>(workers));
     std::set<std::string, std::less<>> names;
     for (std::size_t i : observed) names.insert(m.qs[i].name);
-    for (auto& st : states)
+    for (auto& st : states) {
         for (std::size_t i : observed) {
             observer_options oo;
             oo.label = m.qs[i].name;
             oo.histogram_sample = options.histogram_sample;
             st.obs.emplace(m.qs[i].name, make_observer(m.qs[i].range, oo));
         }
-
-    // Micro-batches (calibration_options::micro_batch): only when the split cannot change what is observed.
-    bool split = options.micro_batch >= 0;
-    if (split)
-        for (const auto& [name, o] : states[0].obs) split = split && !o.get_if<moving_average_observer>();
-    if (split) split = samples_are_independent(m.model).independent;
-
-    std::mutex progress_mutex;
-    std::size_t done = 0;
-    auto run_worker = [&](int w) {
         executor_options eo;
         eo.num_threads = workers > 1 ? std::max(1, threads / workers) : threads;
-        executor ex(m.model, eo);
-        auto& obs = states[static_cast<std::size_t>(w)].obs;
-        std::size_t current_batch = 0;
-        std::int64_t largest = 0;  // elements of the largest value observed in the current run
-        ex.add_hook(
-            [&](std::string_view name, const node*, tensor& value) {
+        st.ex = std::make_unique<executor>(m.model, eo);
+        st.ex->add_hook(
+            [&obs = st.obs, &st](std::string_view name, const node*, tensor& value) {
                 auto it = obs.find(name);
                 if (it == obs.end()) return;
-                largest = std::max(largest, value.numel());
+                st.largest = std::max(st.largest, value.numel());
                 try {
                     detail::observe_split(it->second, value);
                 } catch (const numeric_error& e) {
-                    QUANTSIM_THROW(numeric_error, "calibration batch ", current_batch, ": value '", name,
+                    QUANTSIM_THROW(numeric_error, "calibration batch ", st.current_batch, ": value '", name,
                                    "' is not finite: ", e.what());
                 }
             },
             names);
-        for (std::size_t b = static_cast<std::size_t>(w); b < batches.size(); b += static_cast<std::size_t>(workers)) {
-            current_batch = b;
-            const auto& in = batches[b];
-            std::int64_t rows = in.empty() || in[0].rank() == 0 ? 0 : in[0].dim(0);
-            for (const auto& t : in)
-                if (t.rank() == 0 || t.dim(0) != rows) rows = 0;
-            if (!split || rows <= 1) {
-                ex.run(in);
-            } else {
-                // The pieces depend only on the batch (not on the worker or on earlier batches), so sampled
-                // histograms count the same blocks for any worker count.
-                std::vector<tensor> piece(in.size());
-                std::int64_t step = options.micro_batch > 0 ? options.micro_batch : 1;
-                for (std::int64_t r0 = 0; r0 < rows;) {
-                    const std::int64_t r1 = std::min(rows, r0 + step);
-                    for (std::size_t i = 0; i < in.size(); ++i) piece[i] = in[i].slice(r0, r1);
-                    largest = 0;
-                    ex.run(piece);
-                    if (options.micro_batch == 0 && r0 == 0)
-                        step = std::clamp<std::int64_t>(calibration_options::micro_batch_values / std::max<std::int64_t>(largest, 1), 1, rows);
-                    r0 = r1;
-                }
-            }
-            if (options.progress) {
-                std::lock_guard<std::mutex> lock(progress_mutex);
-                options.progress(++done, batches.size());
-            }
+    }
+
+    // Work items: rows [r0, r1) of a batch (r1 = 0: all of it).
+    struct item {
+        std::size_t batch;
+        std::int64_t r0, r1;
+    };
+    std::vector<std::size_t> left(batches.size(), 0);  // items of each batch not run yet
+    std::mutex progress_mutex;
+    std::size_t done = 0;
+    const auto run_item = [&](worker_state& st, const item& it) {
+        st.current_batch = it.batch;
+        st.largest = 0;
+        if (it.r1 == 0) {
+            st.ex->run(batches[it.batch]);
+        } else {
+            std::vector<tensor> piece;
+            for (const auto& t : batches[it.batch]) piece.push_back(t.slice(it.r0, it.r1));
+            st.ex->run(piece);
+        }
+    };
+    const auto finish = [&](std::size_t b) {
+        std::lock_guard<std::mutex> lock(progress_mutex);
+        if (--left[b] == 0 && options.progress) options.progress(++done, batches.size());
+    };
+    // Piece size: options.micro_batch, or (automatic) from the largest observed value of one sample, measured on a
+    // first piece of batch 0's first sample. The pieces depend only on the batches, so sampled histograms count the
+    // same values whichever worker runs a piece.
+    std::vector<item> items;
+    std::int64_t step = options.micro_batch > 0 ? options.micro_batch : 0;
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+        const std::int64_t rows = rows_of(b);
+        if (rows == 0) {
+            items.push_back({b, 0, 0});
+            ++left[b];
+            continue;
+        }
+        std::int64_t r0 = 0;
+        if (step == 0) {  // the probe (rows >= 2: the rest of the batch is left for the items)
+            run_item(states[0], {b, 0, 1});
+            step = std::clamp<std::int64_t>(
+                calibration_options::micro_batch_values / std::max<std::int64_t>(states[0].largest, 1), 1, rows);
+            r0 = 1;
+        }
+        for (; r0 < rows; r0 += step) {
+            items.push_back({b, r0, std::min(rows, r0 + step)});
+            ++left[b];
+        }
+    }
+    std::atomic<std::size_t> next{0};
+    const auto run_worker = [&](int w) {
+        for (std::size_t k; (k = next.fetch_add(1)) < items.size();) {
+            run_item(states[static_cast<std::size_t>(w)], items[k]);
+            finish(items[k].batch);
         }
     };
     if (workers == 1) {
@@ -619,6 +653,7 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
                     run_worker(w);
                 } catch (...) {
                     errors[static_cast<std::size_t>(w)] = std::current_exception();
+                    next = items.size();  // the others stop after their current item
                 }
             });
         for (auto& t : pool) t.join();

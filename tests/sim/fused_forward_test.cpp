@@ -244,6 +244,7 @@ TEST(fused_forward, calibration_on_threads_equals_one_thread) {
         qs::calibration_options co;
         co.histogram_sample = sample;
         co.micro_batch = -1;  // whole batches: values large enough to be split across threads
+        co.workers = 1;       // on one executor's threads
         one.compute_encodings(calib, co);
         two.compute_encodings(calib, co);
         std::size_t compared = 0;
