@@ -116,6 +116,17 @@ private:
         return std::nullopt;
     }
 
+    static bool refuse(std::string& why, std::string text) {
+        why = std::move(text);
+        return false;
+    }
+
+    // The node's `axis` attribute (default def), counted from the front of a rank-r tensor.
+    static std::int64_t axis_attr(const node& n, std::int64_t def, std::int64_t r) {
+        const std::int64_t a = n.attr_int("axis", def);
+        return a < 0 ? a + r : a;
+    }
+
     static bool any_axis_is_zero(const std::vector<std::int64_t>& axes, std::int64_t r) {
         for (auto a : axes)
             if ((a < 0 ? a + r : a) == 0) return true;
@@ -212,12 +223,7 @@ private:
         if (t == "Softmax" || t == "LogSoftmax" || t == "Hardmax" || t == "LayerNormalization") {
             if (!input0_with_rank(n, in_rank, why)) return false;
             const std::int64_t def = (t == "LayerNormalization" || !old_softmax) ? -1 : 1;
-            const std::int64_t a = n.attr_int("axis", def);
-            if ((a < 0 ? a + *in_rank : a) <= 0) {
-                why = "normalizes over the batch axis";
-                return false;
-            }
-            return true;
+            return axis_attr(n, def, *in_rank) > 0 || refuse(why, "normalizes over the batch axis");
         }
         if (is_reduce(t) || t == "ArgMax" || t == "ArgMin") {
             if (!input0_with_rank(n, in_rank, why)) return false;
@@ -247,12 +253,7 @@ private:
         }
         if (t == "Flatten") {
             if (!input0_with_rank(n, in_rank, why)) return false;
-            const std::int64_t a = n.attr_int("axis", 1);
-            if ((a < 0 ? a + *in_rank : a) <= 0) {
-                why = "flattens the batch axis";
-                return false;
-            }
-            return true;
+            return axis_attr(n, 1, *in_rank) > 0 || refuse(why, "flattens the batch axis");
         }
         if (t == "Squeeze" || t == "Unsqueeze") {
             const auto r = t == "Squeeze" ? in_rank : out_rank;
@@ -278,12 +279,7 @@ private:
             } else if (!only_input0_sampled(n, why)) {
                 return false;
             }
-            const std::int64_t a = n.attr_int("axis", 0);
-            if ((a < 0 ? a + *in_rank : a) == 0) {
-                why = "along the batch axis";
-                return false;
-            }
-            return true;
+            return axis_attr(n, 0, *in_rank) != 0 || refuse(why, "along the batch axis");
         }
         if (t == "Slice") {
             if (!input0_with_rank(n, in_rank, why)) return false;
@@ -296,12 +292,7 @@ private:
         }
         if (t == "Gather") {
             if (!input0_with_rank(n, in_rank, why)) return false;
-            const std::int64_t a = n.attr_int("axis", 0);
-            if ((a < 0 ? a + *in_rank : a) == 0) {
-                why = "gathers along the batch axis";
-                return false;
-            }
-            return true;
+            return axis_attr(n, 0, *in_rank) != 0 || refuse(why, "gathers along the batch axis");
         }
         if (t == "Pad") {
             if (!input0_with_rank(n, in_rank, why)) return false;

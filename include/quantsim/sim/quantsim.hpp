@@ -89,8 +89,9 @@ struct calibration_options {
     /// Histogram observers (SQNR, MSE, percentile, entropy) count one 16-value group in this many of each value
     /// larger than 4096 elements: 1 (every value), 2, 4, 8 (the default) or 16. Min/max still see every value.
     /// Counting every value is most of a histogram calibration's time: on the classifier, SQNR calibration takes
-    /// about 3.5x an FP32 pass exactly and 1.9x with 8, which moves encodings less than calibrating on other images
-    /// of the same kind does and leaves top-1 unchanged within noise (docs/quantsim.md, "Speed: calibration").
+    /// about 3.4x an FP32 pass exactly and 1.9x with 8, which moves encodings less than calibrating on other images
+    /// of the same kind does, and top-1 within the spread that image choice gives (docs/quantsim.md, "Speed:
+    /// calibration", has the figures; set 1 where the last tenths of a point matter).
     /// Encodings stay independent of threads and workers.
     std::size_t histogram_sample = 8;
     /// Runs each batch as pieces along axis 0, so that the values observed after each op are still in the CPU's
