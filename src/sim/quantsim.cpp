@@ -540,16 +540,17 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
     for (std::size_t i : observed) moving_average = moving_average || m.qs[i].range.kind == range_method_kind::moving_average;
     // Micro-batches (calibration_options::micro_batch): only when the split cannot change what is observed.
     const bool split = options.micro_batch >= 0 && !moving_average && samples_are_independent(m.model).independent;
-    // Rows of a batch that can be split: every input has them along axis 0 (0: run the batch whole).
-    const auto rows_of = [&](std::size_t b) -> std::int64_t {
+    // Rows of each batch that can be split: every input has them along axis 0 (0: run the batch whole).
+    std::vector<std::int64_t> split_rows(batches.size(), 0);
+    std::int64_t pieces_bound = 0;
+    for (std::size_t b = 0; b < batches.size(); ++b) {
         const auto& in = batches[b];
         std::int64_t rows = in.empty() || in[0].rank() == 0 ? 0 : in[0].dim(0);
         for (const auto& t : in)
             if (t.rank() == 0 || t.dim(0) != rows) rows = 0;
-        return split && rows > 1 ? rows : 0;
-    };
-    std::int64_t pieces_bound = 0;
-    for (std::size_t b = 0; b < batches.size(); ++b) pieces_bound += std::max<std::int64_t>(rows_of(b), 1);
+        split_rows[b] = split && rows > 1 ? rows : 0;
+        pieces_bound += std::max<std::int64_t>(split_rows[b], 1);
+    }
     // Workers take pieces (or batches) as they come; the moving average depends on their order, so automatic
     // worker counts keep it on one.
     const int requested = options.workers > 0 ? options.workers : (moving_average ? 1 : threads);
@@ -574,9 +575,9 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
         eo.num_threads = workers > 1 ? std::max(1, threads / workers) : threads;
         st.ex = std::make_unique<executor>(m.model, eo);
         st.ex->add_hook(
-            [&obs = st.obs, &st](std::string_view name, const node*, tensor& value) {
-                auto it = obs.find(name);
-                if (it == obs.end()) return;
+            [&st](std::string_view name, const node*, tensor& value) {
+                auto it = st.obs.find(name);
+                if (it == st.obs.end()) return;
                 st.largest = std::max(st.largest, value.numel());
                 try {
                     detail::observe_split(it->second, value);
@@ -617,7 +618,7 @@ void quant_sim::compute_encodings(const std::vector<std::vector<tensor>>& batche
     std::vector<item> items;
     std::int64_t step = options.micro_batch > 0 ? options.micro_batch : 0;
     for (std::size_t b = 0; b < batches.size(); ++b) {
-        const std::int64_t rows = rows_of(b);
+        const std::int64_t rows = split_rows[b];
         if (rows == 0) {
             items.push_back({b, 0, 0});
             ++left[b];

@@ -131,6 +131,8 @@ void for_each_sampled_group(std::size_t n, std::size_t s, std::uint32_t rot, F&&
 
 /// How many values of a chunk of n sampling s with rotation rot counts.
 inline std::size_t sampled_size(std::size_t n, std::size_t s, std::uint32_t rot) {
+    if (s <= 1) return n;
+    if (n == histogram_sample_period) return n / s;  // a whole chunk: the pattern's size, whatever the rotation
     std::size_t c = 0;
     for_each_sampled_group(n, s, rot, [&](std::size_t, std::size_t len) { c += len; });
     return c;
@@ -260,19 +262,17 @@ inline void histogram_count_sub(const float* QUANTSIM_RESTRICT x, std::size_t n,
         static_assert(histogram_sample_group == 16, "one put() per group");
         std::size_t m = 0;
         i = n;
-        const std::size_t shift = std::size_t{rot} * histogram_sample_group;
-        for (std::uint32_t o : sampled_group_offsets(s)) {
-            const std::size_t b = (o + shift) % histogram_sample_period;
-            if (b + 16 > n) {
-                if (b < n) i = b;
-                continue;
+        for_each_sampled_group(n, s, rot, [&](std::size_t b, std::size_t len) {
+            if (len < histogram_sample_group) {
+                i = b;
+                return;
             }
             put(x + b, m);
             if (m > 48) {
                 scatter(m);
                 m = 0;
             }
-        }
+        });
         scatter(m);
         tail_s = 1;  // [i, n) is one counted group (or empty)
         (void)prefetch, (void)prefetch_n;  // sampled data was just scanned for min/max: it is in the cache
