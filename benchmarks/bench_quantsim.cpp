@@ -150,6 +150,8 @@ BENCHMARK(BM_classifier_calibrate_sqnr_256)
     ->Args({2, 1, 0})
     ->Args({1, 1, -1})
     ->Args({1, 8, -1})
+    ->Args({1, 2, 0})
+    ->Args({1, 4, 0})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_classifier_calibrate_sqnr_256_workers)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
